@@ -1,0 +1,5 @@
+"""Encoders: images -> continuous pre-quantisation codes (B, S, d). Importing registers the built-ins."""
+
+from tokenizer_zoo.encoders.flowmo import FlowMoEncoder
+
+__all__ = ["FlowMoEncoder"]

@@ -42,7 +42,7 @@ def flowmo_positions(code_length: int, grid_h: int, grid_w: int, device=None) ->
     rows, cols = torch.meshgrid(torch.arange(grid_h, device=device, dtype=torch.float32),
                                 torch.arange(grid_w, device=device, dtype=torch.float32), indexing="ij")
     image = torch.stack([torch.zeros_like(rows), rows, cols], dim=-1)
-    return code, rearrange(image, "gh gw axis -> (gh gw) axis")
+    return code, rearrange(image, "gh gw xyz -> (gh gw) xyz")
 
 
 @dataclass

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from tokenizer_zoo.data.transforms import eval_transform, to_rgb
+from tokenizer_zoo.data.images import to_rgb
+from tokenizer_zoo.data.transforms import eval_transform
 
 OUTPUT_TYPES = ("pil", "np", "pt")
 

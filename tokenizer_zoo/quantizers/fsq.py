@@ -36,7 +36,7 @@ class FSQuantizer(ModelMixin, ConfigMixin):
             raise ValueError(f"FSQuantizer needs a non-empty list of integer levels >= 2, got {levels!r}.")
         if sum(math.log2(n) for n in levels) > 62:
             raise ValueError(f"levels {levels} give more than 2^62 codes, which int64 indices cannot hold.")
-        self.register_buffer("_levels", torch.tensor(levels), persistent=False)
+        self.register_buffer("_levels", torch.tensor(levels))  # persistent: diffusers saves no empty module
         self.register_buffer("_basis", torch.tensor([math.prod(levels[:i]) for i in range(len(levels))]), persistent=False)
 
     @property

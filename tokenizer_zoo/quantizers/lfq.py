@@ -29,21 +29,25 @@ from tokenizer_zoo.quantizers._checks import check_codes, check_indices
 from tokenizer_zoo.registry import QUANTIZERS
 
 
+def _shifts(k: int, device: torch.device | None) -> torch.Tensor:
+    """(k,) bit positions of a group's channels: the first channel is the most significant bit."""
+    return torch.arange(k - 1, -1, -1, device=device)
+
+
 def bit_table(k: int, device: torch.device | None = None) -> torch.Tensor:
     """(2^k, k) int64 table: row c holds the bits of index c, most significant first."""
-    shifts = torch.arange(k - 1, -1, -1, device=device)
-    return (torch.arange(2**k, device=device)[:, None] >> shifts) & 1
+    return (torch.arange(2**k, device=device)[:, None] >> _shifts(k, device)) & 1
 
 
 def bits_to_indices(bits: torch.Tensor, k: int) -> torch.Tensor:
     """(b, s, g*k) bool/int bits -> (b, s, g) int64 indices, first channel of a group most significant."""
     bits = rearrange(bits.long(), "b s (g k) -> b s g k", k=k)
-    return (bits << torch.arange(k - 1, -1, -1, device=bits.device)).sum(-1)
+    return (bits << _shifts(k, bits.device)).sum(-1)
 
 
 def indices_to_bits(indices: torch.Tensor, k: int) -> torch.Tensor:
     """(b, s, g) int64 indices -> (b, s, g*k) int64 bits in {0, 1}; inverse of :func:`bits_to_indices`."""
-    bits = (indices[..., None] >> torch.arange(k - 1, -1, -1, device=indices.device)) & 1
+    bits = (indices[..., None] >> _shifts(k, indices.device)) & 1
     return rearrange(bits, "b s g k -> b s (g k)")
 
 
@@ -98,6 +102,9 @@ class LFQuantizer(ModelMixin, ConfigMixin):
             raise ValueError(f"bits_per_group={bits_per_group} does not fit int64 indices; use at most 62.")
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}.")
+        # diffusers writes no weights file for a module without tensors and then cannot load it back:
+        # this one-element marker keeps save_pretrained / from_pretrained working.
+        self.register_buffer("format_version", torch.tensor(1))
 
     @property
     def dim(self) -> int:
@@ -112,6 +119,11 @@ class LFQuantizer(ModelMixin, ConfigMixin):
         """Number of distinct ids at each index position (one position per group of k bits)."""
         return 2**self.config.bits_per_group
 
+    @property
+    def code_scale(self) -> float:
+        """Magnitude of every code channel (1 here; subclasses such as BSQ scale codes onto a sphere)."""
+        return 1.0
+
     def prequantize(self, z: torch.Tensor) -> torch.Tensor:
         """The differentiable map before rounding (identity): gradients of ``quantized`` equal its gradients."""
         return z
@@ -119,21 +131,24 @@ class LFQuantizer(ModelMixin, ConfigMixin):
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         check_codes(z, self.dim, type(self).__name__)
         cfg = self.config
-        codes = torch.where(z > 0, 1.0, -1.0).to(z.dtype)
-        quantized = codes + (z - z.detach())  # value exactly codes, gradient identity
-        per_sample, batch = lfq_entropy_terms(rearrange(z, "b s (g k) -> (b s g) k", k=cfg.bits_per_group), cfg.temperature)
+        pre = self.prequantize(z)
+        codes = torch.where(pre > 0, 1.0, -1.0).to(pre.dtype) * self.code_scale
+        quantized = codes + (pre - pre.detach())  # value exactly codes, gradient of prequantize
+        # entropy over the codes {-scale, +scale}^k: logits 2 pre.c / T = 2 (scale pre).C / T, C in {-1, 1}^k
+        groups = rearrange(pre * self.code_scale, "b s (g k) -> (b s g) k", k=cfg.bits_per_group)
+        per_sample, batch = lfq_entropy_terms(groups, cfg.temperature)
         entropy = per_sample - batch
-        commitment = (z - codes).pow(2).mean()
+        commitment = (pre - codes).pow(2).mean()
         aux = cfg.entropy_weight * entropy + cfg.commitment_weight * commitment
         losses = {"entropy": entropy, "per_sample_entropy": per_sample, "batch_entropy": batch, "commitment": commitment}
-        indices = bits_to_indices(z > 0, cfg.bits_per_group)
+        indices = bits_to_indices(pre > 0, cfg.bits_per_group)
         return QuantizerOutput(quantized, indices, aux, {n: v.detach() for n, v in losses.items()})
 
     def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
-        """(B, S, G) int64 -> (B, S, dim) codes in {-1, +1} (float32)."""
+        """(B, S, G) int64 -> (B, S, dim) codes in {-code_scale, +code_scale} (float32)."""
         k = self.config.bits_per_group
         check_indices(indices, (self.dim // k,), self.vocab_size, type(self).__name__)
-        return indices_to_bits(indices, k).float() * 2 - 1
+        return (indices_to_bits(indices, k).float() * 2 - 1) * self.code_scale
 
 
 def _largest_divisor(n: int, at_most: int) -> int:

@@ -57,7 +57,7 @@ class VectorQuantizer(ModelMixin, ConfigMixin):
             self.register_buffer("codebook", init)
             self.register_buffer("ema_counts", torch.ones(codebook_size))
             self.register_buffer("ema_sums", init.clone())
-        self.register_buffer("usage_counts", torch.zeros(codebook_size), persistent=False)
+        self.register_buffer("usage_counts", torch.zeros(codebook_size, dtype=torch.long), persistent=False)
 
     @property
     def dim(self) -> int:
@@ -95,9 +95,9 @@ class VectorQuantizer(ModelMixin, ConfigMixin):
         flat = rearrange(pre, "b s d -> (b s) d")
         with torch.no_grad():
             index = self.nearest(flat)
-            if self.training and self.config.ema_decay is not None:
-                self._ema_update(flat.detach(), index)
-        codes = self.codes().to(z.dtype)[index]  # gradient reaches the codebook (l2 / cosine)
+        codes = self.codes().to(z.dtype)[index]  # a copy: the codes before any EMA update below
+        if self.training and self.config.ema_decay is not None:
+            self._ema_update(flat.detach(), index)
         commitment = (flat - codes.detach()).pow(2).mean()
         losses = {"commitment": commitment}
         aux = self.config.beta * commitment
@@ -106,12 +106,13 @@ class VectorQuantizer(ModelMixin, ConfigMixin):
             aux = aux + losses["codebook"]
         quantized = rearrange(codes.detach() + (flat - flat.detach()), "(b s) d -> b s d", b=z.shape[0])
         with torch.no_grad():
-            counts = torch.bincount(index, minlength=self.vocab_size).to(self.usage_counts.dtype)
+            counts = torch.bincount(index, minlength=self.vocab_size)
             self.usage_counts += counts
         losses = {name: value.detach() for name, value in losses.items()}
         losses["codebook_usage"] = (counts > 0).float().mean()
         return QuantizerOutput(quantized, rearrange(index, "(b s) -> b s", b=z.shape[0]), aux, losses)
 
+    @torch.no_grad()
     def _ema_update(self, flat: torch.Tensor, index: torch.Tensor) -> None:
         decay, eps, size = self.config.ema_decay, self.config.ema_epsilon, self.vocab_size
         counts = torch.bincount(index, minlength=size).to(self.ema_counts.dtype)

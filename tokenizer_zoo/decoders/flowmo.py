@@ -1,0 +1,91 @@
+"""FlowMo decoder: an MMDiT that predicts the rectified-flow velocity of an image given codes."""
+
+from __future__ import annotations
+
+import torch
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
+from torch import nn
+
+from tokenizer_zoo.layers import MMDiTStack, OutputHead, TimestepEmbedder, check_images, patchify, unpatchify
+from tokenizer_zoo.registry import DECODERS
+
+
+@DECODERS.register("flowmo")
+class FlowMoDecoder(ModelMixin, ConfigMixin):
+    """``forward(codes (B, S, d), x_t (B, C, H, W), t (B,), drop_code=None) -> velocity (B, C, H, W)``.
+
+    x_t = (1 - t) x + t z, so the target velocity is z - x. Both streams are adaLN-modulated by
+    vec = MLP(sinusoidal(1000 t)). The code input is Linear(d + 1, H) on ``concat([code, 1])``;
+    the extra "present" channel lets the all-zero input mean "unconditional". ``drop_code`` (bool
+    tensor (B,), or a Python bool for the whole batch) zeroes code and flag for the marked samples:
+    use it for CFG dropout in training and for the unconditional branch of guidance.
+
+    Output head: ONE adaLN-modulated LayerNorm, then a linear readout to patch channels and
+    unpatchify. (The reference release applies the LayerNorm twice -- once inside the modulation
+    and again before the readout, which discards the modulation's scale and shift; we do not.)
+    Other differences from the reference (parameters unused there): no code output head, and the
+    last block's code stream has no query / output projection / MLP / post-attention modulation.
+    """
+
+    _supports_gradient_checkpointing = True
+    is_generative = True
+
+    @register_to_config
+    def __init__(self, image_size: int = 256, patch_size: int = 4, hidden_size: int = 1152, depth: int = 16,
+                 num_heads: int = 12, mlp_ratio: float = 4.0, code_length: int = 256, code_dim: int = 18,
+                 in_channels: int = 3, qkv_bias: bool = True, rope_theta: float = 10_000.0,
+                 rope_axes_dims: list[int] | None = None, time_embed_dim: int = 256, time_factor: float = 1000.0):
+        super().__init__()
+        if image_size % patch_size:
+            raise ValueError(f"image_size {image_size} must be divisible by patch_size {patch_size}")
+        patch_channels = in_channels * patch_size**2
+        self.time_embed = TimestepEmbedder(hidden_size, time_embed_dim, time_factor)
+        self.image_in = nn.Linear(patch_channels, hidden_size)
+        self.code_in = nn.Linear(code_dim + 1, hidden_size)
+        self.transformer = MMDiTStack(hidden_size, depth, num_heads, mlp_ratio, modulated=True, output_stream="image",
+                                      qkv_bias=qkv_bias, rope_axes_dims=rope_axes_dims, rope_theta=rope_theta)
+        self.image_out = OutputHead(hidden_size, patch_channels, modulated=True)
+
+    def _check_codes(self, codes: torch.Tensor, batch: int) -> None:
+        expected = (batch, self.config.code_length, self.config.code_dim)
+        if not isinstance(codes, torch.Tensor) or codes.ndim != 3 or tuple(codes.shape) != expected:
+            shape = tuple(codes.shape) if isinstance(codes, torch.Tensor) else type(codes).__name__
+            raise ValueError(f"codes must have shape (B, code_length, code_dim) = {expected}, got {shape}; "
+                             f"check the encoder/quantizer config matches the decoder's")
+        if not codes.is_floating_point():
+            raise TypeError(f"codes must be floating point, got {codes.dtype}; map indices to codes with "
+                            f"quantizer.indices_to_codes first")
+
+    def _times(self, t, batch: int, like: torch.Tensor) -> torch.Tensor:
+        if t is None:
+            raise ValueError("FlowMoDecoder is a diffusion decoder: pass x_t and the noise level t (B,) in [0, 1]")
+        t = torch.as_tensor(t, device=like.device)
+        if not t.is_floating_point():
+            raise TypeError(f"t must be floating point in [0, 1], got {t.dtype}")
+        if t.ndim == 0:
+            t = t.expand(batch)
+        if t.shape != (batch,):
+            raise ValueError(f"t must have shape ({batch},) or be a scalar, got {tuple(t.shape)}")
+        return t
+
+    def forward(self, codes: torch.Tensor, x_t: torch.Tensor | None = None, t: torch.Tensor | float | None = None,
+                drop_code: torch.Tensor | bool | None = None) -> torch.Tensor:
+        config = self.config
+        if x_t is None:
+            raise ValueError("FlowMoDecoder is a diffusion decoder: pass x_t (B, C, H, W) and t (B,)")
+        grid = check_images(x_t, config.patch_size, config.in_channels, name="x_t")
+        batch = x_t.shape[0]
+        self._check_codes(codes, batch)
+        vec = self.time_embed(self._times(t, batch, x_t))
+        code_input = torch.cat([codes, torch.ones_like(codes[..., :1])], dim=-1)
+        if drop_code is not None:
+            drop = torch.as_tensor(drop_code, dtype=torch.bool, device=codes.device)
+            if drop.shape not in ((), (batch,)):
+                raise ValueError(f"drop_code must be a bool or a bool tensor of shape ({batch},), got {tuple(drop.shape)}")
+            keep = ~drop.expand(batch)
+            code_input = code_input * keep[:, None, None].to(code_input.dtype)
+        dtype = self.image_in.weight.dtype
+        image = self.image_in(patchify(x_t, config.patch_size).to(dtype))
+        image = self.transformer(self.code_in(code_input.to(dtype)), image, grid, vec)
+        return unpatchify(self.image_out(image, vec), config.patch_size, *grid)

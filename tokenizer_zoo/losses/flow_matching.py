@@ -1,0 +1,164 @@
+"""FlowMo stage 1A loss: rectified flow matching + LPIPS on the one-step prediction (spec §3).
+
+    x_t   = (1 - t) * x + t * z,        z ~ N(0, I), t ~ noise-level distribution (t = 1: pure noise)
+    v     = decoder(codes, x_t, t, drop_code=mask)          (mask: classifier-free-guidance dropout)
+    flow  = mean over all elements of (z - x - v)^2
+    x_hat = x_t - t * v                                     (one-step prediction of x)
+    perceptual = mean over the batch of LPIPS(x_hat, x)
+    total = flow + perceptual_weight * perceptual
+
+The quantizer's ``aux_loss`` (entropy + commitment) is NOT included: the caller adds
+``quantizer_output.aux_loss`` to ``total``.
+
+``x_hat`` is passed to LPIPS unclamped: clamping to [-1, 1] would zero the gradient of every
+pixel that overshoots, which are exactly the pixels of the worst (high-t) predictions, and LPIPS
+accepts values slightly outside [-1, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from tokenizer_zoo.losses.timesteps import TIMESTEP_SAMPLERS, TimestepSampler
+
+Decoder = Callable[..., torch.Tensor]
+"""``decoder(codes, x_t, t, drop_code=mask) -> v`` with v shaped like x_t."""
+
+
+def _randn_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    source = generator.device if generator is not None else x.device
+    return torch.randn(x.shape, generator=generator, device=source, dtype=torch.float32).to(x)
+
+
+def interpolate(x: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """x_t = (1 - t) x + t z for a batch; t has shape (B,)."""
+    t = rearrange(t, "b -> b 1 1 1").to(x.dtype)
+    return (1.0 - t) * x + t * noise
+
+
+def velocity_target(x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """v* = z - x."""
+    return noise - x
+
+
+def one_step_prediction(x_t: torch.Tensor, t: torch.Tensor, velocity: torch.Tensor) -> torch.Tensor:
+    """x_hat = x_t - t v: the clean image implied by one Euler step from t to 0."""
+    return x_t - rearrange(t, "b -> b 1 1 1").to(x_t.dtype) * velocity
+
+
+def sample_cfg_dropout(batch_size: int, probability: float, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+    """Bool mask (B,): True where the decoder's whole [code, 1] input is zeroed (unconditional)."""
+    if not 0.0 <= probability <= 1.0:
+        raise ValueError(f"cfg dropout must be a probability in [0, 1], got {probability}")
+    source = generator.device if generator is not None else torch.device(device or "cpu")
+    return (torch.rand(batch_size, generator=generator, device=source) < probability).to(device or source)
+
+
+class FlowNoise(NamedTuple):
+    """The random part of a stage-1A step: t (B,), noise shaped like x, drop_code bool (B,)."""
+
+    t: torch.Tensor
+    noise: torch.Tensor
+    drop_code: torch.Tensor
+
+    def rows(self, start: int, stop: int) -> FlowNoise:
+        """Samples ``start:stop`` (one process's share of a global batch)."""
+        return FlowNoise(*(part[start:stop] for part in self))
+
+
+@dataclass
+class FlowMatchingOutput:
+    """Losses (scalars) and the sampled quantities of one stage-1A step, for inspection."""
+
+    total: torch.Tensor
+    flow: torch.Tensor
+    perceptual: torch.Tensor
+    t: torch.Tensor
+    noise: torch.Tensor
+    x_t: torch.Tensor
+    velocity: torch.Tensor
+    x_hat: torch.Tensor
+    drop_code: torch.Tensor
+
+
+class FlowMatchingLoss(nn.Module):
+    """Stage 1A loss (see module docstring).
+
+    Args:
+        perceptual_weight: weight of LPIPS(x_hat, x) (0.1 in FlowMo). 0 disables the term and the
+            perceptual network is never built (the "no perceptual loss" ablation).
+        perceptual_net: name in :data:`tokenizer_zoo.losses.PERCEPTUAL` ("lpips_vgg" in FlowMo).
+        timestep_sampler: name in :data:`TIMESTEP_SAMPLERS` ("thick_tailed_logit_normal").
+        cfg_dropout: probability per sample of dropping the code (0.1).
+        perceptual: an already built perceptual module ``(x_hat, x) -> (B, ...)`` to use instead of
+            building ``perceptual_net`` (e.g. a tiny random network in tests).
+    """
+
+    def __init__(
+        self,
+        perceptual_weight: float = 0.1,
+        perceptual_net: str = "lpips_vgg",
+        timestep_sampler: str | TimestepSampler = "thick_tailed_logit_normal",
+        cfg_dropout: float = 0.1,
+        perceptual: nn.Module | None = None,
+    ):
+        super().__init__()
+        if perceptual_weight < 0:
+            raise ValueError(f"perceptual_weight must be >= 0, got {perceptual_weight}")
+        if not 0.0 <= cfg_dropout <= 1.0:
+            raise ValueError(f"cfg_dropout must be a probability in [0, 1], got {cfg_dropout}")
+        self.perceptual_weight = float(perceptual_weight)
+        self.cfg_dropout = float(cfg_dropout)
+        self.timestep_sampler = (
+            TIMESTEP_SAMPLERS.build(timestep_sampler) if isinstance(timestep_sampler, str) else timestep_sampler
+        )
+        if self.perceptual_weight == 0:
+            perceptual = None
+        elif perceptual is None:
+            from tokenizer_zoo.losses.perceptual import PERCEPTUAL
+
+            perceptual = PERCEPTUAL.build(perceptual_net)
+        self.perceptual = perceptual
+
+    def draw(self, x: torch.Tensor, generator: torch.Generator | None = None) -> FlowNoise:
+        """The random quantities of one step for the batch ``x``: noise levels, noise, dropout mask."""
+        batch = x.shape[0]
+        t = self.timestep_sampler.sample(batch, generator=generator, device=x.device)
+        noise = _randn_like(x, generator)
+        drop_code = sample_cfg_dropout(batch, self.cfg_dropout, generator=generator, device=x.device)
+        return FlowNoise(t, noise, drop_code)
+
+    def forward(
+        self,
+        decoder: Decoder,
+        x: torch.Tensor,
+        codes: torch.Tensor,
+        generator: torch.Generator | None = None,
+        noise: FlowNoise | None = None,
+    ) -> FlowMatchingOutput:
+        """The loss of one batch; ``noise`` (e.g. drawn for a global batch and sliced per process)
+        replaces drawing from ``generator``."""
+        t, z, drop_code = noise if noise is not None else self.draw(x, generator)
+        x_t = interpolate(x, z, t)
+        velocity = decoder(codes, x_t, t, drop_code=drop_code)
+        if velocity.shape != x.shape:
+            raise ValueError(f"the decoder returned a velocity of shape {tuple(velocity.shape)}; expected {tuple(x.shape)}")
+        flow = (velocity_target(x, z) - velocity).float().square().mean()
+        x_hat = one_step_prediction(x_t, t, velocity)
+        if self.perceptual is None:
+            perceptual = torch.zeros((), device=x.device)
+        else:
+            perceptual = self.perceptual(x_hat, x).float().mean()
+        total = flow + self.perceptual_weight * perceptual
+        return FlowMatchingOutput(total, flow, perceptual, t, z, x_t, velocity, x_hat, drop_code)
+
+    def extra_repr(self) -> str:
+        return (
+            f"perceptual_weight={self.perceptual_weight}, cfg_dropout={self.cfg_dropout}, "
+            f"timestep_sampler={self.timestep_sampler!r}"
+        )
