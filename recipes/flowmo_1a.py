@@ -10,6 +10,7 @@ by writing a ``FlowMoPipeline`` folder (EMA weights) to ``output_dir/pipeline``.
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -77,6 +78,9 @@ def main(argv: list[str] | None = None) -> torch.nn.Module:
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
     set_seed(cfg.seed)  # identical initial weights on every process
+    if accelerator.device.type == "cpu" and accelerator.num_processes == 1:
+        # `accelerate launch` without a GPU sets OMP_NUM_THREADS=1; one CPU process should use every core
+        torch.set_num_threads(len(os.sched_getaffinity(0)))
 
     # --- model, loss, optimiser ---------------------------------------------------------------
     parts = build_tokenizer(cfg.preset, **cfg.preset_overrides)

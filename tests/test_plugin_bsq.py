@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from quantizers._reference import brute_entropy_terms
+from tests.quantizers._reference import brute_entropy_terms
 from tokenizer_zoo.registry import QUANTIZERS
 
 if importlib.util.find_spec("tokenizer_zoo_bsq") is None:

@@ -57,10 +57,27 @@ def _half_distribution(log_q1: torch.Tensor, log_q0: torch.Tensor) -> torch.Tens
     return torch.exp(log_q1 @ table.T + log_q0 @ (1 - table).T)
 
 
-def lfq_entropy_terms(x: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _mean_over_processes(mean_p: torch.Tensor) -> torch.Tensor:
+    """The batch-mean distribution of the global batch under data parallelism (equal local batches).
+
+    A differentiable all-reduce: with DDP averaging gradients, every process then gets exactly the
+    gradient a single process would get for the whole global batch.
+    """
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return mean_p
+    from torch.distributed.nn.functional import all_reduce  # differentiable, unlike dist.all_reduce
+
+    return all_reduce(mean_p) / dist.get_world_size()
+
+
+def lfq_entropy_terms(
+    x: torch.Tensor, temperature: float, sync_processes: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean per-sample entropy and entropy of the mean, in nats, of softmax(2 x.C / T) over C in {-1,1}^k.
 
     x: (n, k) sub-tokens. Exact and O(n (k + 2^(k/2))) memory; see the module docstring.
+    sync_processes: average the batch distribution over all processes (training under DDP).
     """
     dtype = torch.promote_types(x.dtype, torch.float32)
     with torch.autocast(x.device.type, enabled=False):
@@ -71,6 +88,8 @@ def lfq_entropy_terms(x: torch.Tensor, temperature: float) -> tuple[torch.Tensor
         a = _half_distribution(log_q1[:, :k1], log_q0[:, :k1])  # (n, 2^k1)
         b = _half_distribution(log_q1[:, k1:], log_q0[:, k1:])  # (n, 2^k2)
         mean_p = a.T @ b / x.shape[0]  # (2^k1, 2^k2): batch-mean distribution over all 2^k codes
+        if sync_processes:
+            mean_p = _mean_over_processes(mean_p)
         batch = -(mean_p * mean_p.clamp_min(1e-30).log()).sum()
     return per_sample, batch
 
@@ -136,7 +155,9 @@ class LFQuantizer(ModelMixin, ConfigMixin):
         quantized = codes + (pre - pre.detach())  # value exactly codes, gradient of prequantize
         # entropy over the codes {-scale, +scale}^k: logits 2 pre.c / T = 2 (scale pre).C / T, C in {-1, 1}^k
         groups = rearrange(pre * self.code_scale, "b s (g k) -> (b s g) k", k=cfg.bits_per_group)
-        per_sample, batch = lfq_entropy_terms(groups, cfg.temperature)
+        # in training the batch entropy covers the global batch of all processes
+        sync = self.training and torch.is_grad_enabled()
+        per_sample, batch = lfq_entropy_terms(groups, cfg.temperature, sync_processes=sync)
         entropy = per_sample - batch
         commitment = (pre - codes).pow(2).mean()
         aux = cfg.entropy_weight * entropy + cfg.commitment_weight * commitment
