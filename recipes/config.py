@@ -42,7 +42,8 @@ def load_config(cls: type, argv: list[str] | None, default_config: str, descript
     if not path.is_file():
         raise SystemExit(f"config file {path} not found; the shipped ones are in {CONFIG_DIR}")
     tree = yaml.safe_load(path.read_text()) or {}
-    known = {f.name for f in dataclasses.fields(cls)}
+    types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+    known = set(types)
     for key in tree:
         if key not in known:
             raise SystemExit(f"{path}: unknown key {key!r}; known keys: {', '.join(sorted(known))}")
@@ -51,4 +52,14 @@ def load_config(cls: type, argv: list[str] | None, default_config: str, descript
         if not sep:
             raise SystemExit(f"override {item!r} must look like key=value")
         _set(tree, key, yaml.safe_load(value), known)
-    return cls(**tree)
+    return cls(**{key: _coerce(value, types[key]) for key, value in tree.items()})
+
+
+def _coerce(value: Any, annotation: str) -> Any:
+    """YAML reads ``1e-4`` (no dot) as a string: turn such strings into the field's number type."""
+    if isinstance(value, str) and annotation.split("|")[0].strip() == "float":
+        try:
+            return float(value)
+        except ValueError:
+            raise SystemExit(f"expected a number, got {value!r}") from None
+    return value

@@ -24,7 +24,7 @@ def test_register_build_get_names():
     assert reg.get("alpha") is Alpha
     assert reg.build("alpha", width=3).width == 3
     assert reg.name_of(Beta) == "beta"
-    assert "test_registry" in reg.source("alpha")  # not from an installed distribution: named by module
+    assert reg.source("alpha") == "<module tests>"  # not from an installed distribution: named by its package
 
 
 def test_duplicate_name_raises_but_same_object_is_idempotent():
