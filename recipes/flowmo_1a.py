@@ -110,6 +110,8 @@ def main(argv: list[str] | None = None) -> torch.nn.Module:
     if accelerator.is_main_process:
         accelerator.init_trackers("flowmo_1a", config={k: str(v) for k, v in dataclasses.asdict(cfg).items()})
 
+    measured: dict[str, float] = {}
+
     def report(tag: str) -> None:
         """Held-out PSNR and a grid with the EMA weights."""
         ema.store(trainable)
@@ -118,6 +120,7 @@ def main(argv: list[str] | None = None) -> torch.nn.Module:
                                           num_inference_steps=cfg.eval_steps, seed=cfg.seed)
         ema.restore(trainable)
         accelerator.log({"eval/psnr": result.psnr}, step=step)
+        measured[f"heldout_psnr_db (EMA, {len(eval_images)} images, {cfg.eval_steps} steps)"] = round(result.psnr, 3)
         accelerator.print(f"[{tag}] held-out PSNR {result.psnr:.2f} dB (grid: {result.grid_path})")
 
     if step == 0 and accelerator.is_main_process:
@@ -165,6 +168,8 @@ def main(argv: list[str] | None = None) -> torch.nn.Module:
     ema.copy_to(trainable)
     if accelerator.is_main_process:
         pipe = accelerator.unwrap_model(model).to_pipeline()
+        pipe.info = {"preset": cfg.preset, "preset_overrides": cfg.preset_overrides, "dataset": cfg.dataset,
+                     "steps": step, "recipe": "flowmo_1a", "metrics": measured}
         pipe.save_pretrained(out / "pipeline")
         (out / "pipeline" / "training_config.yaml").write_text(_yaml_dump(cfg))
         accelerator.print(f"saved the pipeline (EMA weights) to {out / 'pipeline'}")

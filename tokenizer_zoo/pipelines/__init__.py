@@ -1,5 +1,7 @@
 """diffusers pipelines around the zoo's tokenizers."""
 
+from tokenizer_zoo.pipelines.base import MissingPluginError
 from tokenizer_zoo.pipelines.flowmo import FlowMoPipeline
+from tokenizer_zoo.pipelines.tokenizer import TokenizerPipeline
 
-__all__ = ["FlowMoPipeline"]
+__all__ = ["FlowMoPipeline", "MissingPluginError", "TokenizerPipeline"]

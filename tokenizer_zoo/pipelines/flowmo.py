@@ -11,40 +11,28 @@ from __future__ import annotations
 import torch
 from diffusers import DiffusionPipeline
 
-from tokenizer_zoo.outputs import EncodeOutput
-from tokenizer_zoo.pipelines.images import from_model_output, to_model_input
+from tokenizer_zoo.pipelines.base import TokenizerPipelineMixin
+from tokenizer_zoo.pipelines.hub import push_to_hub
+from tokenizer_zoo.pipelines.images import from_model_output
 
 DEFAULT_GUIDANCE_INTERVAL = (0.1453, 0.5050)
 
 
-class FlowMoPipeline(DiffusionPipeline):
-    """A FlowMo tokenizer: encoder, quantizer, diffusion decoder and sampling scheduler."""
+class FlowMoPipeline(TokenizerPipelineMixin, DiffusionPipeline):
+    """A FlowMo tokenizer: encoder, quantizer, diffusion decoder and sampling scheduler.
+
+    ``info`` holds what the model card reports (preset, dataset, steps, metrics); it is saved in
+    ``tokenizer_zoo.json`` beside diffusers' files.
+    """
 
     model_cpu_offload_seq = "encoder->decoder"
+    sampling_defaults = {"num_inference_steps": 25, "rho": 4.0, "guidance_scale": 1.5,
+                         "guidance_interval": DEFAULT_GUIDANCE_INTERVAL}
 
     def __init__(self, encoder, quantizer, decoder, scheduler):
         super().__init__()
         self.register_modules(encoder=encoder, quantizer=quantizer, decoder=decoder, scheduler=scheduler)
-
-    @property
-    def image_size(self) -> int:
-        return self.decoder.config.image_size
-
-    @torch.no_grad()
-    def encode(self, images) -> EncodeOutput:
-        """Tokens of images (PIL, numpy HWC, or tensors (B,3,H,W) in [-1, 1]; single or batched)."""
-        pixels = to_model_input(images, self.image_size).to(self.device, self.encoder.dtype)
-        quantized = self.quantizer(self.encoder(pixels))
-        return EncodeOutput(indices=quantized.indices, codes=quantized.quantized)
-
-    def _codes(self, tokens) -> torch.Tensor:
-        if isinstance(tokens, EncodeOutput):
-            return tokens.codes
-        if isinstance(tokens, torch.Tensor) and not tokens.is_floating_point():
-            return self.quantizer.indices_to_codes(tokens.to(self.device))
-        if isinstance(tokens, torch.Tensor):
-            return tokens
-        raise TypeError(f"decode() takes an EncodeOutput, integer token indices or float codes, not {type(tokens).__name__}")
+        self.info = {}
 
     def _velocity(self, codes, x, t, guidance_scale, guidance_interval) -> torch.Tensor:
         batch = x.shape[0]
@@ -69,8 +57,11 @@ class FlowMoPipeline(DiffusionPipeline):
         generator: torch.Generator | None = None,
         output_type: str = "pil",
     ):
-        """Images from tokens by sampling the decoder's flow from noise (t = 1) to data (t = 0)."""
-        codes = self._codes(tokens).to(self.device, self.decoder.dtype)
+        """Images from tokens by sampling the decoder's flow from noise (t = 1) to data (t = 0).
+
+        ``tokens``: an EncodeOutput, integer indices, or float codes (B, S, d).
+        """
+        codes = self._codes(tokens)
         shape = (codes.shape[0], 3, self.image_size, self.image_size)
         x = torch.randn(shape, generator=generator, device=generator.device if generator else self.device)
         x = x.to(self.device, self.decoder.dtype)
@@ -83,3 +74,7 @@ class FlowMoPipeline(DiffusionPipeline):
     def __call__(self, images, **decode_kwargs):
         """Reconstructions of ``images``: encode, then decode with ``decode_kwargs``."""
         return self.decode(self.encode(images), **decode_kwargs)
+
+    def push_to_hub(self, repo_id: str, **kwargs):
+        """Upload the pipeline with a model card (preset, BPP, data, sampler defaults, metrics)."""
+        return push_to_hub(self, repo_id, **kwargs)

@@ -1,5 +1,9 @@
-"""Rectified-flow samplers (diffusers scheduler contract), registered in ``SAMPLERS``."""
+"""Rectified-flow samplers (diffusers scheduler contract), registered in ``SAMPLERS``, and likelihoods."""
 
+from tokenizer_zoo.samplers.heun import ShiftedHeunScheduler
+from tokenizer_zoo.samplers.likelihood import (LikelihoodOutput, bits_per_dim, conditional_velocity,
+                                               flow_log_likelihood)
 from tokenizer_zoo.samplers.shifted_euler import ShiftedEulerScheduler, euler_step, shifted_schedule
 
-__all__ = ["ShiftedEulerScheduler", "euler_step", "shifted_schedule"]
+__all__ = ["LikelihoodOutput", "ShiftedEulerScheduler", "ShiftedHeunScheduler", "bits_per_dim",
+           "conditional_velocity", "euler_step", "flow_log_likelihood", "shifted_schedule"]

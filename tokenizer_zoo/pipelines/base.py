@@ -1,0 +1,144 @@
+"""What every tokenizer pipeline shares: encoding, plugin-aware loading, metadata and the Hub card.
+
+Besides diffusers' ``model_index.json``, a saved pipeline folder holds ``tokenizer_zoo.json``:
+
+    {"format_version": 1,
+     "components": {"quantizer": {"module": "tokenizer_zoo_bsq.bsq", "class": "BSQuantizer",
+                                  "registry": "quantizers", "name": "bsq", "distribution": "tokenizer-zoo-bsq"}, ...},
+     "info": {"preset": "flowmo_tiny", "bpp": 0.28, "dataset": "embedded", ...}}
+
+``from_pretrained`` first imports every plugin through its entry points, then checks that each
+component's module imports, and where it does not, names the distribution to install.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import DiffusionPipeline
+
+from tokenizer_zoo.outputs import EncodeOutput
+from tokenizer_zoo.pipelines.images import to_model_input
+from tokenizer_zoo.registry import ALL_REGISTRIES
+
+METADATA_FILE = "tokenizer_zoo.json"
+METADATA_VERSION = 1
+_DOWNLOAD_KWARGS = ("cache_dir", "force_download", "proxies", "local_files_only", "token", "revision")
+
+
+class MissingPluginError(ImportError):
+    """A saved pipeline needs a component whose package is not installed."""
+
+
+def _component_record(module: Any) -> dict[str, Any]:
+    cls = type(module)
+    record = {"module": cls.__module__, "class": cls.__name__}
+    for group, registry in ALL_REGISTRIES.items():
+        name = registry.name_of(cls)
+        if name is not None:
+            record.update(registry=group, name=name, distribution=registry.source(name))
+    return record
+
+
+def load_metadata(folder: str | os.PathLike) -> dict[str, Any]:
+    """The ``tokenizer_zoo.json`` of a pipeline folder (empty for folders saved by other tools)."""
+    path = Path(folder) / METADATA_FILE
+    if not path.is_file():
+        return {}
+    try:
+        metadata = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); re-save the pipeline with save_pretrained") from None
+    version = metadata.get("format_version")
+    if version != METADATA_VERSION:
+        raise ValueError(f"{path} has format_version {version!r}; this tokenizer-zoo reads version "
+                         f"{METADATA_VERSION}. Upgrade tokenizer-zoo or re-save the pipeline.")
+    return metadata
+
+
+def check_components_importable(folder: str | os.PathLike) -> None:
+    """Import plugins through their entry points, then every component module the folder names."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # broken plugins are reported below if needed
+        for registry in ALL_REGISTRIES.values():
+            registry.load_entry_points()
+    for part, record in load_metadata(folder).get("components", {}).items():
+        try:
+            importlib.import_module(record["module"])
+        except ImportError as error:
+            distribution = record.get("distribution", record["module"].split(".")[0])
+            raise MissingPluginError(
+                f"the pipeline's {part} is {record['module']}.{record['class']}, provided by the distribution "
+                f"{distribution!r}, which is not installed or fails to import ({error}). "
+                f"Install it: pip install {distribution}"
+            ) from error
+
+
+class TokenizerPipelineMixin:
+    """Encoding, metadata and loading shared by FlowMoPipeline and TokenizerPipeline."""
+
+    info: dict[str, Any]
+
+    @property
+    def image_size(self) -> int:
+        return self.decoder.config.image_size
+
+    @property
+    def bits_per_pixel(self) -> float:
+        """Tokens per image x bits per token / pixels (raises TypeError for continuous codes)."""
+        bits = self.quantizer.bits_per_token
+        pixels = torch.zeros(1, 3, self.image_size, self.image_size, device=self.device, dtype=self.encoder.dtype)
+        with torch.no_grad():
+            tokens = self.encoder(pixels).shape[1]
+        return tokens * bits / self.image_size**2
+
+    @torch.no_grad()
+    def encode(self, images) -> EncodeOutput:
+        """Tokens of images (PIL, numpy HWC, or tensors (B,3,H,W) in [-1, 1]; single or batched)."""
+        pixels = to_model_input(images, self.image_size).to(self.device, self.encoder.dtype)
+        quantized = self.quantizer(self.encoder(pixels))
+        return EncodeOutput(indices=quantized.indices, codes=quantized.quantized)
+
+    def _codes(self, tokens) -> torch.Tensor:
+        if isinstance(tokens, EncodeOutput):
+            codes = tokens.codes
+        elif isinstance(tokens, torch.Tensor) and not tokens.is_floating_point():
+            codes = self.quantizer.indices_to_codes(tokens.to(self.device))
+        elif isinstance(tokens, torch.Tensor):
+            codes = tokens
+        else:
+            raise TypeError(f"decode() takes an EncodeOutput, integer token indices or float codes, "
+                            f"not {type(tokens).__name__}")
+        return codes.to(self.device, self.decoder.dtype)
+
+    # --- saving and loading -----------------------------------------------------------------
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
+        """diffusers' save (safetensors) plus ``tokenizer_zoo.json`` (component sources and ``info``)."""
+        kwargs.setdefault("safe_serialization", True)
+        super().save_pretrained(save_directory, **kwargs)
+        components = {name: _component_record(module) for name, module in self.components.items()
+                      if isinstance(module, torch.nn.Module)}
+        metadata = {"format_version": METADATA_VERSION, "components": components, "info": getattr(self, "info", {})}
+        (Path(save_directory) / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True))
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs):
+        """Load from a local folder or a Hub id (the local cache is used with ``HF_HUB_OFFLINE=1``)."""
+        folder = str(pretrained_model_name_or_path)
+        if not os.path.isdir(folder):
+            download = {k: kwargs.pop(k) for k in _DOWNLOAD_KWARGS if k in kwargs}
+            folder = DiffusionPipeline.download(folder, **download)
+        else:
+            for key in _DOWNLOAD_KWARGS:
+                kwargs.pop(key, None)
+        check_components_importable(folder)
+        pipe = super().from_pretrained(folder, **kwargs)
+        pipe.info = load_metadata(folder).get("info", {})
+        pipe.source_folder = Path(folder)
+        return pipe

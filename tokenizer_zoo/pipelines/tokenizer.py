@@ -1,0 +1,36 @@
+"""TokenizerPipeline: the FlowMoPipeline API for tokenizers whose decoder maps codes to images in
+one pass (``decoder.is_generative = False``), such as the baselines of the zoo."""
+
+from __future__ import annotations
+
+import torch
+from diffusers import DiffusionPipeline
+
+from tokenizer_zoo.pipelines.base import TokenizerPipelineMixin
+from tokenizer_zoo.pipelines.hub import push_to_hub
+from tokenizer_zoo.pipelines.images import from_model_output
+
+
+class TokenizerPipeline(TokenizerPipelineMixin, DiffusionPipeline):
+    """Encoder, quantizer and a one-pass decoder: ``encode`` / ``decode`` / ``__call__``."""
+
+    model_cpu_offload_seq = "encoder->decoder"
+
+    def __init__(self, encoder, quantizer, decoder):
+        super().__init__()
+        if getattr(decoder, "is_generative", False):
+            raise TypeError(f"{type(decoder).__name__} is a generative (diffusion) decoder: use FlowMoPipeline")
+        self.register_modules(encoder=encoder, quantizer=quantizer, decoder=decoder)
+        self.info = {}
+
+    @torch.no_grad()
+    def decode(self, tokens, output_type: str = "pil", **ignored_sampling_kwargs):
+        """Images from tokens (EncodeOutput, integer indices or float codes). Sampler settings such as
+        ``num_inference_steps`` are accepted and ignored, so code written for FlowMoPipeline runs."""
+        return from_model_output(self.decoder(self._codes(tokens)), output_type)
+
+    def __call__(self, images, **decode_kwargs):
+        return self.decode(self.encode(images), **decode_kwargs)
+
+    def push_to_hub(self, repo_id: str, **kwargs):
+        return push_to_hub(self, repo_id, **kwargs)
