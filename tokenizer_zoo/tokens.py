@@ -203,7 +203,8 @@ def _check_indices(indices: torch.Tensor, quantizer, vocab_size: int) -> None:
                                  f"got shape {tuple(indices.shape)}")
     if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= vocab_size):
         raise TokenFileError(f"indices lie in [{int(indices.min())}, {int(indices.max())}] but the vocabulary of "
-                             f"{type(quantizer).__name__} is [0, {vocab_size - 1}]; were they made by another quantizer?")
+                             f"{type(quantizer).__name__} is [0, {vocab_size - 1}]; "
+                             "were they made by another quantizer?")
 
 
 def _smallest_unsigned(vocab_size: int):
@@ -216,6 +217,7 @@ def write_atomically(path: str | os.PathLike, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
             stream.flush()
@@ -225,6 +227,12 @@ def write_atomically(path: str | os.PathLike, data: bytes) -> Path:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def save_tokens(path: str | os.PathLike, indices: torch.Tensor, quantizer, image_size: int,
@@ -294,7 +302,8 @@ def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
 def _parse(path: Path, metadata: dict[str, str]) -> dict[str, Any]:
     if metadata.get("format") != FORMAT_NAME:
         raise TokenFileError(f"{path} is a safetensors file but not a {FORMAT_NAME} file (its metadata format is "
-                             f"{metadata.get('format')!r}); make token files with `tokenizer-zoo encode` or save_tokens()")
+                             f"{metadata.get('format')!r}); make token files with `tokenizer-zoo encode` "
+                             "or save_tokens()")
     missing = [key for key in _REQUIRED if key not in metadata]
     if missing:
         raise TokenFileError(f"token file {path} lacks the metadata {missing}; the file is damaged")
