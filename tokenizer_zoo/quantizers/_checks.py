@@ -5,6 +5,12 @@ from __future__ import annotations
 import torch
 
 
+def add_save_marker(module: torch.nn.Module) -> None:
+    """diffusers writes no weights file for a module without tensors and then cannot load it back:
+    a one-element ``format_version`` buffer keeps save_pretrained / from_pretrained working."""
+    module.register_buffer("format_version", torch.tensor(1))
+
+
 class NoBitRateError(TypeError):
     """Asked for a bit rate, a vocabulary or token ids of a quantizer whose codes are continuous."""
 

@@ -18,7 +18,7 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 
 from tokenizer_zoo.outputs import QuantizerOutput
-from tokenizer_zoo.quantizers._checks import NoBitRateError, check_codes
+from tokenizer_zoo.quantizers._checks import NoBitRateError, add_save_marker, check_codes
 from tokenizer_zoo.registry import QUANTIZERS
 
 
@@ -35,9 +35,7 @@ class ContinuousQuantizer(ModelMixin, ConfigMixin):
             raise ValueError(f"noise_sync_prob is a probability in [0, 1], got {noise_sync_prob}.")
         if not 0.0 <= noise_sync_max <= 1.0:
             raise ValueError(f"noise_sync_max is the largest noise level s in [0, 1], got {noise_sync_max}.")
-        # diffusers writes no weights file for a module without tensors and then cannot load it back:
-        # this one-element marker keeps save_pretrained / from_pretrained working.
-        self.register_buffer("format_version", torch.tensor(1))
+        add_save_marker(self)
 
     @property
     def dim(self) -> int:

@@ -25,7 +25,7 @@ from diffusers.configuration_utils import register_to_config
 from einops import rearrange
 
 from tokenizer_zoo.outputs import QuantizerOutput
-from tokenizer_zoo.quantizers._checks import check_codes, check_indices
+from tokenizer_zoo.quantizers._checks import add_save_marker, check_codes, check_indices
 from tokenizer_zoo.registry import QUANTIZERS
 
 
@@ -121,9 +121,7 @@ class LFQuantizer(ModelMixin, ConfigMixin):
             raise ValueError(f"bits_per_group={bits_per_group} does not fit int64 indices; use at most 62.")
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}.")
-        # diffusers writes no weights file for a module without tensors and then cannot load it back:
-        # this one-element marker keeps save_pretrained / from_pretrained working.
-        self.register_buffer("format_version", torch.tensor(1))
+        add_save_marker(self)
 
     @property
     def dim(self) -> int:
