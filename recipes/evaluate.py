@@ -1,0 +1,157 @@
+"""Evaluate any saved tokenizer pipeline (FlowMo or a one-pass baseline) on a dataset.
+
+    accelerate launch recipes/evaluate.py --model outputs/flowmo_1a_tiny/pipeline --dataset embedded
+    accelerate launch --multi_gpu --num_processes 8 recipes/evaluate.py --model you/flowmo-lo \\
+        --dataset imagenet-1k --split validation --num-images 50000
+
+Writes to ``--output-dir`` (default ``MODEL/eval_DATASET``):
+  metrics.json   every metric with the settings it was measured under, and why a metric was skipped
+  table_row.md   a row in the layout of the FlowMo paper's Table 1: model, BPP, rFID, PSNR, SSIM, LPIPS
+  grid.png       originals (odd rows) above their reconstructions (even rows), first batch
+``--save-to-model`` also writes metrics.json into a local model folder, where model cards find it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration
+from torch.utils.data import DataLoader, Subset
+from tqdm.auto import tqdm
+
+from tokenizer_zoo.data import load_image_dataset
+from tokenizer_zoo.metrics import ReconstructionFID, TokenStatistics, reconstruction_metrics
+from tokenizer_zoo.metrics.inception import InceptionFeatureExtractor, InceptionWeightsMissingError
+from tokenizer_zoo.pipelines import FlowMoPipeline, TokenizerPipeline
+from tokenizer_zoo.pipelines.flowmo import DEFAULT_GUIDANCE_INTERVAL
+from tokenizer_zoo.training.reporting import save_comparison_grid
+
+PIPELINES = {"FlowMoPipeline": FlowMoPipeline, "TokenizerPipeline": TokenizerPipeline}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="a saved pipeline folder or a Hub id")
+    parser.add_argument("--dataset", default="embedded", help="embedded, imagefolder:PATH or a Hub dataset id")
+    parser.add_argument("--split", default=None, help="default: 'eval' for embedded, else 'validation'")
+    parser.add_argument("--image-column", default=None)
+    parser.add_argument("--num-images", type=int, default=None, help="the first N images (default: all)")
+    parser.add_argument("--batch-size", type=int, default=16, help="per process")
+    parser.add_argument("--steps", type=int, default=25, help="sampling steps (diffusion decoders)")
+    parser.add_argument("--rho", type=float, default=4.0)
+    parser.add_argument("--guidance", type=float, default=1.5)
+    parser.add_argument("--guidance-interval", type=float, nargs=2, default=list(DEFAULT_GUIDANCE_INTERVAL))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lpips", nargs="*", default=["vgg", "alex"], choices=["vgg", "alex"])
+    parser.add_argument("--no-fid", action="store_true", help="skip rFID")
+    parser.add_argument("--name", default=None, help="model name in the table row (default: the model path)")
+    parser.add_argument("--output-dir", default=None)
+    parser.add_argument("--save-to-model", action="store_true", help="also write metrics.json into the model folder")
+    return parser.parse_args(argv)
+
+
+def load_pipeline(model: str):
+    folder = Path(model)
+    index = folder / "model_index.json"
+    if folder.is_dir() and not index.is_file():
+        raise SystemExit(f"{folder} has no model_index.json: pass a folder written by save_pretrained")
+    class_name = json.loads(index.read_text())["_class_name"] if index.is_file() else "FlowMoPipeline"
+    if class_name not in PIPELINES:
+        raise SystemExit(f"{model} holds a {class_name}; this recipe evaluates {', '.join(PIPELINES)}")
+    return PIPELINES[class_name].from_pretrained(model)
+
+
+def build_metrics(pipe, args, device):
+    """The metrics to stream, and for each one left out the reason why."""
+    pairwise = reconstruction_metrics(lpips_nets=tuple(args.lpips))
+    skipped = dict(pairwise.skipped)
+    rfid = None
+    if args.no_fid:
+        skipped["rfid"] = "disabled with --no-fid"
+    else:
+        try:
+            rfid = ReconstructionFID(InceptionFeatureExtractor.from_pretrained()).to(device)
+        except InceptionWeightsMissingError as error:
+            skipped["rfid"] = str(error)
+    try:
+        tokens = TokenStatistics.for_quantizer(pipe.quantizer).to(device)
+    except TypeError as error:  # continuous codes: no token ids, no bit rate
+        tokens, skipped["tokens"] = None, str(error)
+    for name, reason in skipped.items():
+        print(f"skipping {name}: {reason}", file=sys.stderr)
+    return pairwise.to(device), rfid, tokens, skipped
+
+
+def table_row(name: str, values: dict) -> str:
+    def cell(key, digits):
+        return f"{values[key]:.{digits}f}" if key in values else "–"
+
+    header = "| model | BPP | rFID | PSNR | SSIM | LPIPS |\n|---|---|---|---|---|---|\n"
+    return header + (f"| {name} | {cell('bpp', 4)} | {cell('rfid', 2)} | {cell('psnr', 2)} | {cell('ssim', 3)} "
+                     f"| {cell('lpips_vgg', 3)} |\n")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(),
+                              dataloader_config=DataLoaderConfiguration(even_batches=False))
+    if accelerator.device.type == "cpu" and accelerator.num_processes == 1:
+        torch.set_num_threads(len(os.sched_getaffinity(0)))  # `accelerate launch` sets 1 thread without a GPU
+    pipe = load_pipeline(args.model).to(accelerator.device)
+    pipe.set_progress_bar_config(disable=True)
+    split = args.split or ("eval" if args.dataset == "embedded" else "validation")
+    data = load_image_dataset(args.dataset, split, pipe.image_size, train=False, image_column=args.image_column)
+    if args.num_images is not None:
+        data = Subset(data, range(min(args.num_images, len(data))))
+    loader = accelerator.prepare(DataLoader(data, batch_size=args.batch_size, shuffle=False))
+    pairwise, rfid, tokens, skipped = build_metrics(pipe, args, accelerator.device)
+    sampler = {"num_inference_steps": args.steps, "rho": args.rho, "guidance_scale": args.guidance,
+               "guidance_interval": tuple(args.guidance_interval)}
+
+    start, grid = time.perf_counter(), None
+    for index, batch in enumerate(tqdm(loader, desc="evaluate", disable=not accelerator.is_main_process)):
+        images = batch["pixel_values"]
+        generator = torch.Generator(accelerator.device).manual_seed(args.seed * 1_000_003 + index * 1009
+                                                                    + accelerator.process_index)
+        encoded = pipe.encode(images)
+        recon = pipe.decode(encoded, generator=generator, output_type="pt", **sampler).to(images.dtype)
+        pairwise.update(recon, images)
+        if rfid is not None:
+            rfid.update(images, recon)
+        if tokens is not None:
+            tokens.update(encoded.indices, image_size=images.shape[-2:])
+        if grid is None:
+            grid = (images[:16].cpu(), recon[:16].cpu())
+
+    values = {name: float(v) for name, v in pairwise.compute().items()}
+    if rfid is not None:
+        values["rfid"] = float(rfid.compute().fid)
+    if tokens is not None:
+        values.update({name: float(v) for name, v in tokens.compute().items()})
+    result = {"model": args.model, "pipeline": type(pipe).__name__, "dataset": args.dataset, "split": split,
+              "num_images": len(data), "image_size": pipe.image_size, "seed": args.seed,
+              "sampler": sampler if isinstance(pipe, FlowMoPipeline) else "one pass",
+              "lpips_backbones": args.lpips, "metrics": values, "skipped": skipped,
+              "seconds": round(time.perf_counter() - start, 2), "processes": accelerator.num_processes}
+    if accelerator.is_main_process:
+        out = Path(args.output_dir or Path(args.model) / f"eval_{args.dataset.replace(':', '_').replace('/', '_')}")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(result, indent=2))
+        (out / "table_row.md").write_text(table_row(args.name or args.model, values))
+        save_comparison_grid(*grid, out / "grid.png")
+        if args.save_to_model and Path(args.model).is_dir():
+            (Path(args.model) / "metrics.json").write_text(json.dumps(values, indent=2, sort_keys=True))
+        print((out / "table_row.md").read_text())
+        print(f"wrote {out / 'metrics.json'}, {out / 'table_row.md'} and {out / 'grid.png'}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
