@@ -1,5 +1,5 @@
 # The two commands of the README. Both set everything up first (scripts/setup.sh).
-.PHONY: setup weights train test
+.PHONY: setup weights train train-1b demo test
 
 setup:
 	@bash scripts/setup.sh
@@ -12,6 +12,13 @@ weights: setup
 
 train: weights
 	.venv/bin/accelerate launch recipes/flowmo_1a.py
+
+# stage 1B (mode-seeking post-training) on the output of `make train`
+train-1b: train
+	.venv/bin/accelerate launch recipes/flowmo_1b.py
+
+# the tiny demo: 1A, then 1B
+demo: train-1b
 
 test: setup
 	.venv/bin/python -m pytest -n 2

@@ -1,4 +1,4 @@
-"""Losses: stage-1A flow matching, noise-level distributions, perceptual networks (LPIPS)."""
+"""Losses: stage-1A flow matching, noise-level distributions, perceptual networks (LPIPS, ResNet-50 logits)."""
 
 from tokenizer_zoo.losses.flow_matching import (
     FlowMatchingLoss,
@@ -10,6 +10,7 @@ from tokenizer_zoo.losses.flow_matching import (
     velocity_target,
 )
 from tokenizer_zoo.losses.perceptual import PERCEPTUAL, LPIPSWeightsMissingError, build_lpips
+from tokenizer_zoo.losses.resnet import LogitsDistance, ResNetWeightsMissingError, build_resnet50_logits
 from tokenizer_zoo.losses.timesteps import (
     TIMESTEP_SAMPLERS,
     LogitNormalTimesteps,
@@ -29,12 +30,15 @@ __all__ = [
     "FlowMatchingOutput",
     "FlowNoise",
     "LPIPSWeightsMissingError",
+    "LogitsDistance",
     "LogitNormalTimesteps",
     "ThickTailedLogitNormalTimesteps",
     "TimestepDraw",
     "TimestepSampler",
+    "ResNetWeightsMissingError",
     "UniformTimesteps",
     "build_lpips",
+    "build_resnet50_logits",
     "build_timestep_sampler",
     "import_lpips_backbones",
     "interpolate",

@@ -3,7 +3,9 @@
 from tokenizer_zoo.samplers.heun import ShiftedHeunScheduler
 from tokenizer_zoo.samplers.likelihood import (LikelihoodOutput, bits_per_dim, conditional_velocity,
                                                flow_log_likelihood)
+from tokenizer_zoo.samplers.random_schedule import euler_chain, random_schedule
 from tokenizer_zoo.samplers.shifted_euler import ShiftedEulerScheduler, euler_step, shifted_schedule
 
 __all__ = ["LikelihoodOutput", "ShiftedEulerScheduler", "ShiftedHeunScheduler", "bits_per_dim",
-           "conditional_velocity", "euler_step", "flow_log_likelihood", "shifted_schedule"]
+           "conditional_velocity", "euler_chain", "euler_step", "flow_log_likelihood", "random_schedule",
+           "shifted_schedule"]

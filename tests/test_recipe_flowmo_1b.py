@@ -1,0 +1,88 @@
+"""End-to-end tests of recipes/flowmo_1b.py on a tiny stage-1A pipeline built in the test."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate.state import AcceleratorState, GradientState
+from torch import nn
+
+from tests.pipelines.conftest import tiny_pipeline
+from tests.test_recipe_flowmo_1a import _weights
+from tokenizer_zoo.losses import PERCEPTUAL
+from tokenizer_zoo.pipelines import FlowMoPipeline
+
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "flowmo_1b.py"
+
+
+class PixelDistance(nn.Module):
+    """A user-registered perceptual network (weight-free, so the test needs no downloads)."""
+
+    def forward(self, prediction, target):
+        return (prediction - target).square().flatten(1).mean(dim=1)
+
+
+class ConstantDistance(nn.Module):
+    """A held-out metric that never improves: the stopping rule must end the run."""
+
+    def forward(self, prediction, target):
+        return torch.ones(prediction.shape[0])
+
+
+for _name, _net in (("test_pixel_mse", PixelDistance), ("test_constant", ConstantDistance)):
+    if _name not in PERCEPTUAL.names():
+        PERCEPTUAL.register(_name, _net)
+
+FAST = ["sample_net=test_pixel_mse", "batch_size=2", "eval_images=2", "eval_steps=2", "log_every=1", "ema_decay=0.9",
+        "lr=1e-3", "sample_steps=3", "patience=100"]
+
+
+@pytest.fixture(scope="module")
+def stage1a(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("stage1a") / "pipeline"
+    tiny_pipeline().save_pretrained(folder)
+    return folder
+
+
+def _run(argv):
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    spec = importlib.util.spec_from_file_location("flowmo_1b_recipe", RECIPE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module.main(argv)
+
+
+def test_resume_equals_uninterrupted_training_and_writes_a_loadable_pipeline(tmp_path, stage1a):
+    common = FAST + [f"init_from={stage1a}", "checkpoint_every=2", "eval_every=2"]
+    _run(common + [f"output_dir={tmp_path / 'straight'}", "max_steps=4"])
+    _run(common + [f"output_dir={tmp_path / 'resumed'}", "max_steps=2"])
+    _run(common + [f"output_dir={tmp_path / 'resumed'}", "max_steps=4"])
+    straight, resumed, initial = (_weights(p) for p in (tmp_path / "straight" / "pipeline",
+                                                        tmp_path / "resumed" / "pipeline", stage1a))
+    assert straight.keys() == resumed.keys() == initial.keys()
+    for name in straight:
+        torch.testing.assert_close(resumed[name], straight[name], atol=1e-6, rtol=0, msg=name)
+        if not name.startswith("decoder."):
+            assert torch.equal(straight[name], initial[name]), name  # frozen: bit-identical
+    assert any(not torch.equal(straight[n], initial[n]) for n in straight if n.startswith("decoder."))
+    pipe = FlowMoPipeline.from_pretrained(tmp_path / "resumed" / "pipeline")
+    assert pipe.info["recipe"] == "flowmo_1b" and pipe.info["init_from"] == str(stage1a)
+    assert pipe.info["best_step"] in (0, 2, 4)
+    grids = sorted(p.name for p in (tmp_path / "resumed" / "grids").glob("*.png"))
+    assert grids == ["step_00000000.png", "step_00000002.png", "step_00000004.png"]
+    assert list((tmp_path / "resumed" / "logs").rglob("events.out.tfevents.*"))
+
+
+def test_stops_after_patience_and_keeps_the_best_weights(tmp_path, stage1a):
+    out = tmp_path / "stop"
+    _run(FAST + [f"init_from={stage1a}", f"output_dir={out}", "max_steps=50", "eval_every=1", "patience=2",
+                 "stop_metric=test_constant", "checkpoint_every=100"])
+    pipe = FlowMoPipeline.from_pretrained(out / "pipeline")
+    assert pipe.info["stopped_early"] and pipe.info["steps"] == 2 and pipe.info["best_step"] == 0
+    final, initial = _weights(out / "pipeline"), _weights(stage1a)
+    for name in initial:  # the best evaluation was the stage-1A model itself
+        assert torch.equal(final[name], initial[name]), name
