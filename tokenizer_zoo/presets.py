@@ -12,6 +12,26 @@ for the encoder, quantizer and decoder. Each preset is a tiny function registere
 | flowmo_small         | 768 / 8         | 768 / 16        | 8     | 256   | 256 x 18      | 0.0703  |
 | flowmo_small_patch16 | 768 / 8         | 768 / 16        | 16    | 256   | 256 x 18      | 0.0703  |
 | flowmo_tiny          | 96 / 2          | 128 / 3         | 4     | 32    | 16 x 18       | 0.2813  |
+
+Baselines (:data:`BASELINE_PRESETS`), each at exactly the BPP of the FlowMo preset it names:
+
+| preset       | encoder                 | quantizer        | decoder                   | image | tokens x bits | BPP    | as          |
+| cnn_lfq_lo   | cnn f16, 26.1 M         | lfq 18 (2 x 9)   | cnn f16, 38.2 M           | 256   | 256 x 18      | 0.0703 | flowmo_lo   |
+| cnn_lfq_hi   | cnn f16, 26.3 M         | lfq 56 (4 x 14)  | cnn f16, 38.4 M           | 256   | 256 x 56      | 0.2188 | flowmo_hi   |
+| cnn_fsq_lo   | cnn f16, 26.0 M         | fsq 8^6          | cnn f16, 38.1 M           | 256   | 256 x 18      | 0.0703 | flowmo_lo   |
+| cnn_fsq_hi   | cnn f16, 26.1 M         | fsq 8^18 x 4     | cnn f16, 38.2 M           | 256   | 256 x 56      | 0.2188 | flowmo_hi   |
+| cnn_lfq_tiny | cnn f8, 1.14 M          | lfq 18 (2 x 9)   | cnn f8, 1.88 M            | 32    | 16 x 18       | 0.2813 | flowmo_tiny |
+| cnn_fsq_tiny | cnn f8, 1.13 M          | fsq 8^6          | cnn f8, 1.87 M            | 32    | 16 x 18       | 0.2813 | flowmo_tiny |
+| titok_lo     | flowmo 768/8, 107.5 M   | lfq 18 (2 x 9)   | regression 1152/16, 501 M | 256   | 256 x 18      | 0.0703 | flowmo_lo   |
+| titok_hi     | flowmo 768/8, 107.6 M   | lfq 56 (4 x 14)  | regression 1152/16, 502 M | 256   | 256 x 56      | 0.2188 | flowmo_hi   |
+| titok_tiny   | flowmo 96/2, 0.36 M     | lfq 18 (2 x 9)   | regression 128/3, 1.04 M  | 32    | 16 x 18       | 0.2813 | flowmo_tiny |
+
+The CNN presets use VQGAN's f=16 layout (channels 128-128-256-256-512, 2 ResNet blocks a level); the
+regression decoder has the FlowMo decoder's width and depth without time modulation (so fewer
+parameters). There is no VQ preset: equal BPP needs 18 bits per token on a square grid (f=16 at
+256 px, f=8 at 32 px), i.e. a 2^18-entry codebook (2^56 for Hi), far beyond the 2^10-2^14 codebooks
+VQ trains well. VQ still works on any CNN preset, at its own BPP:
+``build_tokenizer("cnn_lfq_tiny", quantizer_name="vq", quantizer={"dim": 18, "codebook_size": 1024})``.
 """
 
 from __future__ import annotations
@@ -201,3 +221,101 @@ def flowmo_tiny() -> TokenizerPreset:
     return flowmo_preset("flowmo_tiny", image_size=32, patch_size=4, encoder=(96, 2, 3), decoder=(128, 3, 4),
                          code_length=16, code_dim=18, bits_per_group=9,
                          description="CPU smoke-test size: 32 px, 16 tokens x 18 bits; minutes of training show progress")
+
+
+# Baselines (issue 7): the same bit budgets as FlowMo with other encoders, quantizers and decoders.
+
+def cnn_preset(name: str, *, image_size: int, block_out_channels: list[int], layers_per_block: int,
+               norm_num_groups: int, quantizer: ComponentSpec, code_dim: int, description: str = "") -> TokenizerPreset:
+    """A CNN autoencoder of the VQGAN family (``cnn`` encoder and decoder) around ``quantizer``.
+
+    The downsampling factor is f = 2^(len(block_out_channels) - 1), so there are (image_size / f)^2 tokens.
+    """
+    grid = image_size // 2 ** (len(block_out_channels) - 1)
+    cnn = dict(image_size=image_size, block_out_channels=list(block_out_channels), layers_per_block=layers_per_block,
+               norm_num_groups=norm_num_groups, code_dim=code_dim, code_length=grid**2)
+    return TokenizerPreset(name=name, image_size=image_size, description=description,
+                           encoder=ComponentSpec("cnn", dict(cnn)), quantizer=quantizer,
+                           decoder=ComponentSpec("cnn", dict(cnn)))
+
+
+def titok_preset(flowmo: TokenizerPreset, name: str, description: str) -> TokenizerPreset:
+    """``flowmo`` with its diffusion decoder replaced by a one-pass ``regression`` decoder of the same size."""
+    return flowmo.with_overrides(name=name, description=description, decoder_name="regression",
+                                 decoder=dict(flowmo.decoder.kwargs))
+
+
+# VQGAN's f=16 layout (Esser et al. 2021): channels 128-128-256-256-512, two ResNet blocks per level.
+_CNN_256 = dict(image_size=256, block_out_channels=[128, 128, 256, 256, 512], layers_per_block=2, norm_num_groups=32)
+# 32 px at f=8 gives flowmo_tiny's 16 tokens.
+_CNN_TINY = dict(image_size=32, block_out_channels=[32, 64, 64, 128], layers_per_block=1, norm_num_groups=16)
+
+
+def _lfq(bits: int, bits_per_group: int) -> ComponentSpec:
+    return ComponentSpec("lfq", dict(dim=bits, bits_per_group=bits_per_group))
+
+
+def _fsq(levels: list[int]) -> ComponentSpec:
+    return ComponentSpec("fsq", dict(levels=list(levels)))
+
+
+@register_preset
+def cnn_lfq_lo() -> TokenizerPreset:
+    return cnn_preset("cnn_lfq_lo", **_CNN_256, quantizer=_lfq(18, 9), code_dim=18,
+                      description="VQGAN-style CNN (f=16) + LFQ: 256 tokens x 18 bits, 0.0703 BPP (as flowmo_lo)")
+
+
+@register_preset
+def cnn_lfq_hi() -> TokenizerPreset:
+    return cnn_preset("cnn_lfq_hi", **_CNN_256, quantizer=_lfq(56, 14), code_dim=56,
+                      description="VQGAN-style CNN (f=16) + LFQ: 256 tokens x 56 bits, 0.219 BPP (as flowmo_hi)")
+
+
+@register_preset
+def cnn_fsq_lo() -> TokenizerPreset:
+    return cnn_preset("cnn_fsq_lo", **_CNN_256, quantizer=_fsq([8] * 6), code_dim=6,
+                      description="VQGAN-style CNN (f=16) + FSQ 8^6: 256 tokens x 18 bits, 0.0703 BPP (as flowmo_lo)")
+
+
+@register_preset
+def cnn_fsq_hi() -> TokenizerPreset:
+    return cnn_preset("cnn_fsq_hi", **_CNN_256, quantizer=_fsq([8] * 18 + [4]), code_dim=19,
+                      description="VQGAN-style CNN (f=16) + FSQ 8^18*4: 256 tokens x 56 bits, 0.219 BPP (as flowmo_hi)")
+
+
+@register_preset
+def cnn_lfq_tiny() -> TokenizerPreset:
+    return cnn_preset("cnn_lfq_tiny", **_CNN_TINY, quantizer=_lfq(18, 9), code_dim=18,
+                      description="CPU-size CNN (f=8) + LFQ: 32 px, 16 tokens x 18 bits (as flowmo_tiny)")
+
+
+@register_preset
+def cnn_fsq_tiny() -> TokenizerPreset:
+    return cnn_preset("cnn_fsq_tiny", **_CNN_TINY, quantizer=_fsq([8] * 6), code_dim=6,
+                      description="CPU-size CNN (f=8) + FSQ 8^6: 32 px, 16 tokens x 18 bits (as flowmo_tiny)")
+
+
+@register_preset
+def titok_lo() -> TokenizerPreset:
+    return titok_preset(flowmo_lo(), "titok_lo", "FlowMo-Lo encoder + LFQ, one-pass MMDiT decoder (TiTok style), "
+                                                 "0.0703 BPP")
+
+
+@register_preset
+def titok_hi() -> TokenizerPreset:
+    return titok_preset(flowmo_hi(), "titok_hi", "FlowMo-Hi encoder + LFQ, one-pass MMDiT decoder (TiTok style), "
+                                                 "0.219 BPP")
+
+
+@register_preset
+def titok_tiny() -> TokenizerPreset:
+    return titok_preset(flowmo_tiny(), "titok_tiny", "flowmo_tiny encoder + LFQ, one-pass MMDiT decoder, 32 px, "
+                                                     "0.2813 BPP")
+
+
+# Each baseline and the FlowMo preset whose bit budget (BPP) it matches exactly.
+BASELINE_PRESETS: dict[str, str] = {
+    "cnn_lfq_lo": "flowmo_lo", "cnn_lfq_hi": "flowmo_hi", "cnn_fsq_lo": "flowmo_lo", "cnn_fsq_hi": "flowmo_hi",
+    "cnn_lfq_tiny": "flowmo_tiny", "cnn_fsq_tiny": "flowmo_tiny",
+    "titok_lo": "flowmo_lo", "titok_hi": "flowmo_hi", "titok_tiny": "flowmo_tiny",
+}

@@ -1,5 +1,6 @@
 """Encoders: images -> continuous pre-quantisation codes (B, S, d). Importing registers the built-ins."""
 
+from tokenizer_zoo.encoders.cnn import CNNEncoder
 from tokenizer_zoo.encoders.flowmo import FlowMoEncoder
 
-__all__ = ["FlowMoEncoder"]
+__all__ = ["CNNEncoder", "FlowMoEncoder"]

@@ -107,7 +107,8 @@ def after_micro_step(accelerator: Accelerator, weight_norm, ema, params) -> bool
     weight norm is re-applied and the EMA updated."""
     if not accelerator.sync_gradients:
         return False
-    weight_norm()
+    if weight_norm is not None:  # models without transformer blocks (CNN baselines) have none
+        weight_norm()
     ema.step(params)
     return True
 

@@ -1,0 +1,43 @@
+"""recipes/train_tokenizer.py trains one-pass baselines with the shared 1A loop: resume, output folder."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate.state import AcceleratorState, GradientState
+from safetensors.torch import load_file
+
+from tokenizer_zoo.pipelines import TokenizerPipeline
+
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "train_tokenizer.py"
+FAST = ["perceptual_weight=0", "batch_size=4", "eval_images=4", "eval_steps=1", "log_every=1", "grid_every=1000",
+        "ema_decay=0.9", "lr=1e-3", "checkpoint_every=2"]
+
+
+def _train(argv):
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    spec = importlib.util.spec_from_file_location("train_tokenizer_recipe", RECIPE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module.main(argv)
+
+
+@pytest.mark.parametrize("preset", ["titok_tiny", "cnn_lfq_tiny"])
+def test_one_pass_baseline_trains_resumes_and_loads(tmp_path, preset):
+    _train(["--preset", preset, *FAST, f"output_dir={tmp_path / 'straight'}", "max_steps=4"])
+    _train(["--preset", preset, *FAST, f"output_dir={tmp_path / 'resumed'}", "max_steps=2"])
+    _train(["--preset", preset, *FAST, f"output_dir={tmp_path / 'resumed'}", "max_steps=4"])
+    files = sorted((tmp_path / "straight" / "pipeline").rglob("*.safetensors"))
+    assert files
+    for file in files:
+        twin = tmp_path / "resumed" / file.relative_to(tmp_path / "straight")
+        for name, value in load_file(file).items():
+            torch.testing.assert_close(load_file(twin)[name], value, atol=1e-6, rtol=0, msg=name)
+    pipe = TokenizerPipeline.from_pretrained(tmp_path / "resumed" / "pipeline")
+    assert pipe.info["recipe"] == "train_tokenizer" and pipe.info["preset"] == preset
+    out = pipe(torch.rand(2, 3, 32, 32) * 2 - 1, output_type="pt")
+    assert out.shape == (2, 3, 32, 32) and torch.isfinite(out).all()
