@@ -7,10 +7,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_recipe_flowmo_1a import _recipe  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.recipes import load_recipe  # noqa: E402
 
-model = _recipe().main(sys.argv[1:])
+model = load_recipe("flowmo_1a").main(sys.argv[1:])
 rank = int(os.environ["RANK"])
 state = {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith("loss.")}
 torch.save(state, Path(os.environ["RESULT_DIR"]) / f"rank{rank}.pt")

@@ -1,9 +1,6 @@
 """recipes/evaluate.py wiring: metrics JSON, Table-1 row, grid, skipped metrics, any pipeline."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -11,23 +8,16 @@ from skimage.metrics import peak_signal_noise_ratio
 
 from tests.pipelines.conftest import tiny_pipeline
 from tests.pipelines.one_pass_decoder import LinearTestDecoder
+from tests.recipes import run_recipe
 from tokenizer_zoo.data import load_image_dataset
 from tokenizer_zoo.pipelines import TokenizerPipeline
 from tokenizer_zoo.presets import build_tokenizer
 
-RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "evaluate.py"
 FAST = ["--dataset", "embedded", "--num-images", "4", "--batch-size", "2", "--steps", "2", "--no-fid"]
 
 
 def _evaluate(argv):
-    spec = importlib.util.spec_from_file_location("evaluate_recipe", RECIPE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(True)
-    return module.main(argv)
+    return run_recipe("evaluate", argv)
 
 
 def test_flowmo_evaluation_writes_json_table_and_grid(tmp_path):

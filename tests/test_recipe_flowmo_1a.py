@@ -1,6 +1,5 @@
 """End-to-end tests of recipes/flowmo_1a.py: resume equality and two-process data parallelism."""
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -8,29 +7,22 @@ from pathlib import Path
 
 import pytest
 import torch
-from accelerate.state import AcceleratorState, GradientState
 from safetensors.torch import load_file
 
+from tests.recipes import load_recipe, run_recipe
 from tokenizer_zoo.pipelines import FlowMoPipeline
 
-RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "flowmo_1a.py"
 # small and fast: no LPIPS (covered by the loss tests), tiny images, a few steps
 FAST = ["perceptual_weight=0", "batch_size=4", "eval_images=4", "eval_steps=2", "log_every=1", "grid_every=1000",
         "ema_decay=0.9", "lr=1e-3"]
 
 
 def _recipe():
-    spec = importlib.util.spec_from_file_location("flowmo_1a_recipe", RECIPE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_recipe("flowmo_1a")
 
 
 def _run(argv):
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-    return _recipe().main(argv)
+    return run_recipe("flowmo_1a", argv)
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:

@@ -1,20 +1,16 @@
 """End-to-end tests of recipes/flowmo_1b.py on a tiny stage-1A pipeline built in the test."""
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 import torch
-from accelerate.state import AcceleratorState, GradientState
 from torch import nn
 
 from tests.pipelines.conftest import tiny_pipeline
 from tests.test_recipe_flowmo_1a import _weights
+from tests.recipes import run_recipe
 from tokenizer_zoo.losses import PERCEPTUAL
 from tokenizer_zoo.pipelines import FlowMoPipeline
 
-RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "flowmo_1b.py"
 
 
 class PixelDistance(nn.Module):
@@ -47,13 +43,7 @@ def stage1a(tmp_path_factory):
 
 
 def _run(argv):
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-    spec = importlib.util.spec_from_file_location("flowmo_1b_recipe", RECIPE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module.main(argv)
+    return run_recipe("flowmo_1b", argv)
 
 
 def test_resume_equals_uninterrupted_training_and_writes_a_loadable_pipeline(tmp_path, stage1a):

@@ -1,29 +1,19 @@
 """recipes/train_tokenizer.py trains one-pass baselines with the shared 1A loop: resume, output folder."""
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 import torch
-from accelerate.state import AcceleratorState, GradientState
 from safetensors.torch import load_file
 
+from tests.recipes import run_recipe
 from tokenizer_zoo.pipelines import TokenizerPipeline
 
-RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "train_tokenizer.py"
 FAST = ["perceptual_weight=0", "batch_size=4", "eval_images=4", "eval_steps=1", "log_every=1", "grid_every=1000",
         "ema_decay=0.9", "lr=1e-3", "checkpoint_every=2"]
 
 
 def _train(argv):
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-    spec = importlib.util.spec_from_file_location("train_tokenizer_recipe", RECIPE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module.main(argv)
+    return run_recipe("train_tokenizer", argv)
 
 
 @pytest.mark.parametrize("preset", ["titok_tiny", "cnn_lfq_tiny"])
