@@ -29,12 +29,9 @@ from tqdm.auto import tqdm
 from tokenizer_zoo.data import load_image_dataset
 from tokenizer_zoo.metrics import ReconstructionFID, TokenStatistics, reconstruction_metrics
 from tokenizer_zoo.metrics.inception import InceptionFeatureExtractor, InceptionWeightsMissingError
-from tokenizer_zoo.pipelines import FlowMoPipeline, TokenizerPipeline
+from tokenizer_zoo.pipelines import FlowMoPipeline, load_tokenizer_pipeline
 from tokenizer_zoo.pipelines.flowmo import DEFAULT_GUIDANCE_INTERVAL
 from tokenizer_zoo.training.reporting import save_comparison_grid
-
-PIPELINES = {"FlowMoPipeline": FlowMoPipeline, "TokenizerPipeline": TokenizerPipeline}
-
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -58,14 +55,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def load_pipeline(model: str):
-    folder = Path(model)
-    index = folder / "model_index.json"
-    if folder.is_dir() and not index.is_file():
-        raise SystemExit(f"{folder} has no model_index.json: pass a folder written by save_pretrained")
-    class_name = json.loads(index.read_text())["_class_name"] if index.is_file() else "FlowMoPipeline"
-    if class_name not in PIPELINES:
-        raise SystemExit(f"{model} holds a {class_name}; this recipe evaluates {', '.join(PIPELINES)}")
-    return PIPELINES[class_name].from_pretrained(model)
+    try:
+        return load_tokenizer_pipeline(model)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
 
 
 def build_metrics(pipe, args, device):

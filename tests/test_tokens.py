@@ -42,11 +42,13 @@ def test_round_trip_keeps_ids_and_describes_the_tokenizer(tmp_path, case):
     quantizer = QUANTIZERS.build(name, **kwargs)
     indices = _tokens(quantizer)
     names = [f"img{i}.png" for i in range(5)]
-    path = save_tokens(tmp_path / "t.safetensors", indices, quantizer, image_size=48, preset="p", names=names)
+    labels = [3, 1, 4, 1, 5]
+    path = save_tokens(tmp_path / "t.safetensors", indices, quantizer, image_size=48, preset="p", names=names,
+                       labels=labels)
 
     tokens = load_tokens(path, expect=quantizer)
     assert tokens.indices.dtype == torch.int64 and torch.equal(tokens.indices, indices)
-    assert tokens.names == names and tokens.preset == "p" and tokens.image_size == 48 and len(tokens) == 5
+    assert tokens.names == names and tokens.labels == labels and tokens.preset == "p" and tokens.image_size == 48 and len(tokens) == 5
     assert tokens.token_shape == tuple(indices.shape[1:]) and tokens.quantizer_name == name
     assert tokens.signature.quantizer_config == {k: v for k, v in quantizer.config.items() if not k.startswith("_")}
     assert tokens.signature.bits_per_token == pytest.approx(quantizer.bits_per_token)
@@ -117,16 +119,17 @@ def test_continuous_codes_have_no_token_file(tmp_path):
     assert not (tmp_path / "t.safetensors").exists()
 
 
-@pytest.mark.parametrize(("indices", "names", "match"), [
-    (torch.full((2, 3, 2), 512), None, "vocabulary"),
-    (torch.zeros(2, 3, 3, dtype=torch.long), None, r"\(N, S, 2\)"),
-    (torch.zeros(2, 3, 2), None, "integer"),
-    (torch.zeros(2, 3, 2, dtype=torch.long), ["only one"], "1 names for 2 images"),
+@pytest.mark.parametrize(("indices", "extra", "match"), [
+    (torch.full((2, 3, 2), 512), {}, "vocabulary"),
+    (torch.zeros(2, 3, 3, dtype=torch.long), {}, r"\(N, S, 2\)"),
+    (torch.zeros(2, 3, 2), {}, "integer"),
+    (torch.zeros(2, 3, 2, dtype=torch.long), {"names": ["only one"]}, "1 names for 2 images"),
+    (torch.zeros(2, 3, 2, dtype=torch.long), {"labels": [0, 1, 2]}, "3 labels for 2 images"),
 ])
-def test_bad_ids_are_refused(tmp_path, indices, names, match):
+def test_bad_ids_are_refused(tmp_path, indices, extra, match):
     quantizer = QUANTIZERS.build("lfq", dim=18, bits_per_group=9)
     with pytest.raises(TokenFileError, match=match):
-        save_tokens(tmp_path / "t.safetensors", indices, quantizer, image_size=32, names=names)
+        save_tokens(tmp_path / "t.safetensors", indices, quantizer, image_size=32, **extra)
 
 
 def _valid_file(tmp_path):
@@ -157,6 +160,7 @@ def test_damaged_and_foreign_files_give_clear_errors(tmp_path):
     ("format_version", "99", "Upgrade tokenizer-zoo"),
     ("token_shape", "not json", "malformed metadata"),
     ("names", '["a"]', "1 names for 5 images"),
+    ("labels", "[1, 2]", "2 labels for 5 images"),
 ])
 def test_inconsistent_metadata_is_detected(tmp_path, key, value, match):
     path, _ = _valid_file(tmp_path)

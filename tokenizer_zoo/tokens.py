@@ -33,6 +33,7 @@ Format ``tokenizer-zoo-tokens``, version 1: one safetensors file holding exactly
   ``num_images``     ``N``
   ``preset``         optional: the preset name of the tokenizer
   ``names``          optional: JSON list of N per-image names (e.g. source file names)
+  ``labels``         optional: JSON list of N integer class labels (for class-conditional models)
   ================== ==================================================================
 
 Files are written atomically (to a temporary file in the same folder, then renamed), so an
@@ -120,6 +121,7 @@ class TokenFile:
     names: list[str] | None
     format_version: int
     path: Path | None = None
+    labels: list[int] | None = None
 
     def __len__(self) -> int:
         return self.indices.shape[0]
@@ -236,12 +238,13 @@ def _umask() -> int:
 
 
 def save_tokens(path: str | os.PathLike, indices: torch.Tensor, quantizer, image_size: int,
-                preset: str | None = None, names: Sequence[str] | None = None) -> Path:
+                preset: str | None = None, names: Sequence[str] | None = None,
+                labels: Sequence[int] | None = None) -> Path:
     """Write token ids ``indices`` (N, S) or (N, S, G) made by ``quantizer`` to a token file at ``path``.
 
     ``quantizer`` may also be a pipeline (its ``.quantizer`` is used). ``image_size`` is the side of
     the images the tokens encode; ``preset`` the tokenizer's preset name if known; ``names`` one
-    string per image. Raises :class:`TokenFileError` for continuous quantizers and for ids that do
+    string per image; ``labels`` one integer class label per image. Raises :class:`TokenFileError` for continuous quantizers and for ids that do
     not fit the quantizer.
     """
     quantizer = getattr(quantizer, "quantizer", quantizer)
@@ -252,6 +255,10 @@ def save_tokens(path: str | os.PathLike, indices: torch.Tensor, quantizer, image
         names = [str(name) for name in names]
         if len(names) != count:
             raise TokenFileError(f"got {len(names)} names for {count} images; give one name per image or none")
+    if labels is not None:
+        labels = [int(label) for label in labels]
+        if len(labels) != count:
+            raise TokenFileError(f"got {len(labels)} labels for {count} images; give one label per image or none")
     signature = signature_of(quantizer, token_shape=tuple(indices.shape[1:]), image_size=image_size)
     metadata = {
         "format": FORMAT_NAME,
@@ -278,6 +285,8 @@ def save_tokens(path: str | os.PathLike, indices: torch.Tensor, quantizer, image
         metadata["preset"] = str(preset)
     if names is not None:
         metadata["names"] = json.dumps(names)
+    if labels is not None:
+        metadata["labels"] = json.dumps(labels)
     return write_atomically(path, safetensors_save(tensors, metadata=metadata))
 
 
@@ -319,6 +328,7 @@ def _parse(path: Path, metadata: dict[str, str]) -> dict[str, Any]:
             "num_images": int(metadata["num_images"]),
             "bits_per_group": int(metadata["bits_per_group"]) if "bits_per_group" in metadata else None,
             "names": json.loads(metadata["names"]) if "names" in metadata else None,
+            "labels": [int(v) for v in json.loads(metadata["labels"])] if "labels" in metadata else None,
         }
     except (ValueError, TypeError) as error:
         raise TokenFileError(f"token file {path} has malformed metadata: {error}") from error
@@ -327,6 +337,8 @@ def _parse(path: Path, metadata: dict[str, str]) -> dict[str, Any]:
                              f"reads up to version {FORMAT_VERSION}. Upgrade tokenizer-zoo.")
     if fields["names"] is not None and len(fields["names"]) != fields["num_images"]:
         raise TokenFileError(f"token file {path} lists {len(fields['names'])} names for {fields['num_images']} images")
+    if fields["labels"] is not None and len(fields["labels"]) != fields["num_images"]:
+        raise TokenFileError(f"token file {path} lists {len(fields['labels'])} labels for {fields['num_images']} images")
     return fields
 
 
@@ -375,7 +387,7 @@ def load_tokens(path: str | os.PathLike, expect=None) -> TokenFile:
         check_compatible(signature, signature_of(expect), source=str(path))
     return TokenFile(indices=unpack(path, tensors[fields["encoding"]], fields), signature=signature,
                      vocab_size=fields["vocab_size"], preset=metadata.get("preset"), names=fields["names"],
-                     format_version=fields["format_version"], path=path)
+                     format_version=fields["format_version"], path=path, labels=fields["labels"])
 
 
 def check_compatible(made_by: TokenizerSignature, used_with: TokenizerSignature, source: str = "the tokens") -> None:

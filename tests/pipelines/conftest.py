@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -18,6 +20,32 @@ def tiny_pipeline(**overrides) -> FlowMoPipeline:
     pipe.info = {"preset": "flowmo_tiny", "dataset": "embedded", "steps": 0}
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+@pytest.fixture()
+def hub_recorder(monkeypatch) -> dict:
+    """Replaces the Hub calls of ``push_to_hub`` by recorders: ``create_repo`` answers with the repo
+    ``someone/<name>``; the returned dict gets the calls and every uploaded file's bytes."""
+    from tokenizer_zoo.pipelines import hub as hub_module
+
+    recorded = {}
+
+    class Repo:
+        def __init__(self, name):
+            self.repo_id = f"someone/{name.split('/')[-1]}"
+
+    def fake_create_repo(repo_id, **kwargs):
+        recorded["create_repo"] = (repo_id, kwargs)
+        return Repo(repo_id)
+
+    def fake_upload_folder(repo_id, folder_path, **kwargs):
+        files = {p.relative_to(folder_path).as_posix(): p.read_bytes() for p in Path(folder_path).rglob("*") if p.is_file()}
+        recorded["upload"] = {"repo_id": repo_id, "kwargs": kwargs, "files": files}
+        return "https://example.invalid/commit/1"
+
+    monkeypatch.setattr(hub_module, "create_repo", fake_create_repo)
+    monkeypatch.setattr(hub_module, "upload_folder", fake_upload_folder)
+    return recorded
 
 
 @pytest.fixture(scope="module")

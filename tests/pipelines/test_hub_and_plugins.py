@@ -7,7 +7,6 @@ import torch
 
 from tests.pipelines.conftest import tiny_pipeline
 from tokenizer_zoo.pipelines import FlowMoPipeline, MissingPluginError
-from tokenizer_zoo.pipelines import hub as hub_module
 
 
 def _hand_built_hub_cache(saved, cache, repo_id="tokenizer-zoo/flowmo-tiny-test"):
@@ -35,24 +34,8 @@ def test_from_pretrained_finds_a_hub_id_in_the_local_cache_offline(tmp_path, mon
         FlowMoPipeline.from_pretrained("tokenizer-zoo/not-in-the-cache", cache_dir=tmp_path / "cache")
 
 
-def test_push_to_hub_uploads_weights_and_a_model_card(tmp_path, monkeypatch):
-    recorded = {}
-
-    class Repo:
-        repo_id = "someone/flowmo-tiny"
-
-    def fake_create_repo(repo_id, **kwargs):
-        recorded["create_repo"] = (repo_id, kwargs)
-        return Repo()
-
-    def fake_upload_folder(repo_id, folder_path, **kwargs):
-        recorded["upload"] = {"repo_id": repo_id, "kwargs": kwargs,
-                              "files": {p.relative_to(folder_path).as_posix(): p.read_bytes()
-                                        for p in __import__("pathlib").Path(folder_path).rglob("*") if p.is_file()}}
-        return "https://example.invalid/commit/1"
-
-    monkeypatch.setattr(hub_module, "create_repo", fake_create_repo)
-    monkeypatch.setattr(hub_module, "upload_folder", fake_upload_folder)
+def test_push_to_hub_uploads_weights_and_a_model_card(hub_recorder):
+    recorded = hub_recorder
     pipe = tiny_pipeline()
     pipe.info["metrics"] = {"psnr": 12.5}
     assert pipe.push_to_hub("flowmo-tiny", private=True) == "https://example.invalid/commit/1"

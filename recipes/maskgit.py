@@ -1,0 +1,239 @@
+"""Stage 2: a class-conditional MaskGiT on the tokens of a trained tokenizer (FLOWMO_SPEC §6).
+
+    accelerate launch recipes/flowmo_1a.py --config recipes/configs/digits.yaml   # the tokenizer (digits)
+    accelerate launch recipes/maskgit.py                                          # MaskGiT on its tokens
+
+1. Caches the dataset's tokens and labels once (token files under ``output_dir/tokens``, named by
+   the tokenizer's weight fingerprint).
+2. Trains MaskGiT with Accelerate (AdamW, warm-up + cosine learning rate, EMA, TensorBoard,
+   resumable checkpoints: re-running the command continues).
+3. Saves sample grids (one row per class) with the EMA weights every ``grid_every`` steps.
+4. Samples ``eval_samples`` images (balanced classes) and reports gFID, sFID, IS, precision and
+   recall against ``reference_images`` real training images, beside two reference rows: the real
+   held-out images and the tokenizer's reconstructions of them. Writes ``metrics.json``,
+   ``metrics.md`` and the ``MaskGiTPipeline`` folder ``output_dir/pipeline``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+from torch.utils.data import DataLoader, Subset, TensorDataset
+from tqdm.auto import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from config import load_config  # noqa: E402
+
+from tokenizer_zoo.data import load_image_dataset  # noqa: E402
+from tokenizer_zoo.generation import MaskGiT  # noqa: E402
+from tokenizer_zoo.metrics.generation import generation_metrics, inception_features  # noqa: E402
+from tokenizer_zoo.metrics.inception import InceptionFeatureExtractor, InceptionWeightsMissingError  # noqa: E402
+from tokenizer_zoo.pipelines import MaskGiTPipeline, load_tokenizer_pipeline  # noqa: E402
+from tokenizer_zoo.training.checkpoints import resume, save_checkpoint  # noqa: E402
+from tokenizer_zoo.training.loop import (RecipeConfig, accumulated_step, after_micro_step,  # noqa: E402
+                                         build_accelerator, config_yaml, ema_weights, epoch_batches, log_metrics)
+from tokenizer_zoo.training.maskgit import MaskedTokenTraining, cached_tokens  # noqa: E402
+from tokenizer_zoo.training.reporting import save_image_grid  # noqa: E402
+
+
+@dataclasses.dataclass
+class MaskGiTConfig(RecipeConfig):
+    tokenizer: str = "outputs/flowmo_1a_digits/pipeline"  # a tokenizer pipeline folder or Hub id
+    dataset: str = "digits"
+    eval_dataset: str = "digits"
+    output_dir: str = "outputs/maskgit_digits"
+    num_classes: int = 10
+    num_sub_tokens: int = 2  # 18-bit LFQ tokens -> 2 sub-tokens of 9 bits
+    hidden_size: int = 256
+    num_layers: int = 4
+    num_heads: int = 8
+    mlp_ratio: float = 4.0
+    dropout: float = 0.1
+    label_dropout: float = 0.1
+    max_steps: int = 3000
+    batch_size: int = 64
+    lr: float = 4e-4
+    weight_decay: float = 0.03
+    adam_betas: tuple = (0.9, 0.96)
+    warmup_steps: int = 200
+    ema_decay: float = 0.999
+    encode_batch_size: int = 64
+    # sampling (MaskGiT) and decoding (the tokenizer; eval_steps = its sampler steps)
+    num_steps: int = 8
+    guidance_scale: float = 2.0
+    temperature: float = 1.0
+    choice_temperature: float = 4.5
+    grid_every: int = 1000
+    grid_per_class: int = 8
+    # generation metrics (0 = skip them)
+    eval_samples: int = 1000
+    reference_images: int = 1000
+    eval_batch_size: int = 100
+
+
+def sample(pipe: MaskGiTPipeline, labels: torch.Tensor, cfg: MaskGiTConfig, seed: int, batch_size: int,
+           description: str = "sampling") -> torch.Tensor:
+    """Images (N, 3, H, W) in [-1, 1] of ``labels``, generated in batches with a fixed seed."""
+    generator = torch.Generator(pipe.device).manual_seed(seed)
+    settings = {"num_steps": cfg.num_steps, "guidance_scale": cfg.guidance_scale, "temperature": cfg.temperature,
+                "choice_temperature": cfg.choice_temperature}
+    chunks = labels.split(batch_size)
+    images = [pipe(chunk, generator=generator, output_type="pt", decode_kwargs={"num_inference_steps": cfg.eval_steps},
+                   **settings).cpu() for chunk in tqdm(chunks, desc=description, disable=len(chunks) == 1)]
+    return torch.cat(images)
+
+
+def balanced_labels(count: int, num_classes: int) -> torch.Tensor:
+    return torch.arange(count) % num_classes
+
+
+def evaluate(pipe: MaskGiTPipeline, cfg: MaskGiTConfig, out: Path) -> dict:
+    """Generation metrics of the samples and of two reference rows, as a dict and ``metrics.md``."""
+    try:
+        extractor = InceptionFeatureExtractor.from_pretrained().to(pipe.device)
+    except InceptionWeightsMissingError as error:
+        print(f"generation metrics skipped: {error}")
+        return {"skipped": str(error)}
+    batch = cfg.eval_batch_size
+    train = load_image_dataset(cfg.dataset, cfg.dataset_split, pipe.image_size, train=False)
+    held_out = load_image_dataset(cfg.eval_dataset, cfg.eval_split, pipe.image_size, train=False)
+
+    def images_of(data):
+        return (item["pixel_values"] for item in tqdm(DataLoader(data, batch_size=batch), desc="Inception"))
+
+    real = inception_features(extractor, images_of(Subset(train, range(min(cfg.reference_images, len(train))))))
+    held = Subset(held_out, range(min(cfg.eval_samples, len(held_out))))
+    samples = sample(pipe, balanced_labels(cfg.eval_samples, cfg.num_classes), cfg, cfg.seed + 1, batch)
+    save_image_grid(samples[: 10 * cfg.num_classes], out / "samples.png", per_row=cfg.num_classes)
+    generator = torch.Generator(pipe.device).manual_seed(cfg.seed)
+    recon = (pipe.tokenizer(b.to(pipe.device), generator=generator, output_type="pt", num_inference_steps=cfg.eval_steps)
+             for b in images_of(held))
+    rows = {"MaskGiT samples": (samples.split(batch), len(samples)),
+            "tokenizer reconstructions of held-out images": (recon, len(held)),
+            "real held-out images": (images_of(held), len(held))}
+    results = {"reference": f"{len(real.pool)} real images of {cfg.dataset} [{cfg.dataset_split}]",
+               "feature_network": extractor.source, "rows": {}}
+    for name, (batches, count) in rows.items():
+        values, skipped = generation_metrics(extractor, real, inception_features(extractor, batches))
+        results["rows"][name] = {"images": count, **{k: round(v, 4) for k, v in values.items()}}
+        results["skipped"] = skipped
+    lines = [f"Reference: {results['reference']}; features: {extractor.source}.", "",
+             "| images | n | gFID | sFID | IS | precision | recall |", "|---|---|---|---|---|---|---|"]
+    for name, row in results["rows"].items():
+        cells = [row.get(key, "n/a") for key in ("gfid", "sfid", "inception_score", "precision", "recall")]
+        lines.append(f"| {name} | {row['images']} | " + " | ".join(str(c) for c in cells) + " |")
+    (out / "metrics.md").write_text("\n".join(lines) + "\n")
+    (out / "metrics.json").write_text(json.dumps(results, indent=2))
+    print("\n".join(lines))
+    return results
+
+
+def main(argv: list[str] | None = None) -> MaskGiTPipeline:
+    cfg = load_config(MaskGiTConfig, argv, "maskgit_digits.yaml", __doc__)
+    out = Path(cfg.output_dir)
+    accelerator = build_accelerator(out, cfg.mixed_precision, cfg.gradient_accumulation_steps, cfg.seed)
+
+    # --- the tokenizer and its cached tokens ----------------------------------------------------
+    tokenizer = load_tokenizer_pipeline(cfg.tokenizer).to(accelerator.device)
+    tokenizer.set_progress_bar_config(disable=True)
+    train_set = load_image_dataset(cfg.dataset, cfg.dataset_split, tokenizer.image_size, train=False)
+    with accelerator.main_process_first():  # the main process encodes, the others read its file
+        tokens = cached_tokens(out / "tokens", tokenizer, train_set, cfg.dataset_split, cfg.encode_batch_size,
+                               preset=tokenizer.info.get("preset"))
+    labels = torch.tensor(tokens.labels)
+    if labels.min() < 0 or labels.max() >= cfg.num_classes:
+        raise SystemExit(f"the dataset's labels span [{int(labels.min())}, {int(labels.max())}] but num_classes is "
+                         f"{cfg.num_classes}; set num_classes=")
+
+    # --- model, optimiser, data -----------------------------------------------------------------
+    maskgit = MaskGiT(token_shape=list(tokens.token_shape), index_vocab_size=tokens.vocab_size,
+                      num_sub_tokens=cfg.num_sub_tokens, num_classes=cfg.num_classes, hidden_size=cfg.hidden_size,
+                      num_layers=cfg.num_layers, num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio,
+                      dropout=cfg.dropout, label_dropout=cfg.label_dropout)
+    accelerator.print(f"MaskGiT: {sum(p.numel() for p in maskgit.parameters()) / 1e6:.2f}M parameters, "
+                      f"{len(tokens)} images of {maskgit.seq_len} sub-tokens (radices {maskgit.split.radices})")
+    model = MaskedTokenTraining(maskgit)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.adam_betas),
+                                  weight_decay=cfg.weight_decay)
+    schedule = get_scheduler("cosine", optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.max_steps)
+    ema = EMAModel(list(maskgit.parameters()), decay=cfg.ema_decay)
+    loader = DataLoader(TensorDataset(maskgit.split.split(tokens.indices), labels), batch_size=cfg.batch_size,
+                        shuffle=True, drop_last=True, num_workers=cfg.num_workers,
+                        generator=torch.Generator().manual_seed(cfg.seed))
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    accelerator.register_for_checkpointing(ema, schedule)  # stepped once per optimiser step, by hand
+    step = resume(accelerator, out)
+    if accelerator.is_main_process:
+        accelerator.init_trackers("maskgit", config={k: str(v) for k, v in dataclasses.asdict(cfg).items()})
+    params = list(accelerator.unwrap_model(model).maskgit.parameters())
+
+    def pipeline() -> MaskGiTPipeline:
+        pipe = MaskGiTPipeline(accelerator.unwrap_model(model).maskgit, tokenizer)
+        pipe.sampling_defaults = {"num_steps": cfg.num_steps, "guidance_scale": cfg.guidance_scale,
+                                  "temperature": cfg.temperature, "choice_temperature": cfg.choice_temperature}
+        return pipe
+
+    def sample_grid(tag: str) -> None:
+        """One row per class, EMA weights, fixed seed."""
+        with ema_weights(ema, params):
+            labels = balanced_labels(cfg.grid_per_class * cfg.num_classes, cfg.num_classes).sort().values
+            images = sample(pipeline(), labels, cfg, cfg.seed, batch_size=len(labels))
+        path = save_image_grid(images, out / "grids" / f"{tag}.png", per_row=cfg.grid_per_class)
+        accelerator.print(f"[{tag}] samples: {path}")
+
+    # --- the loop -----------------------------------------------------------------------------
+    progress = tqdm(total=cfg.max_steps, initial=step, desc="maskgit", disable=not accelerator.is_main_process)
+    first_step, tick = step, time.perf_counter()
+    micro = step * cfg.gradient_accumulation_steps
+    while step < cfg.max_steps:
+        for sub_tokens, batch_labels in epoch_batches(accelerator, loader, step, cfg.gradient_accumulation_steps):
+            model.train()
+            # masks and label dropout depend on (seed, micro-step, process) only: resuming repeats them
+            masks = torch.Generator().manual_seed((cfg.seed * 1_000_003 + micro) * 4099 + accelerator.process_index)
+            output = accumulated_step(accelerator, model, optimizer, sub_tokens, batch_labels, masks)
+            micro += 1
+            if not after_micro_step(accelerator, None, ema, params):
+                continue
+            schedule.step()
+            step += 1
+            progress.update(1)
+            if step % cfg.log_every == 0 or step == cfg.max_steps:
+                log_metrics(accelerator, {**output.logs, "lr": torch.tensor(schedule.get_last_lr()[0])}, step, progress)
+            if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
+                save_checkpoint(accelerator, out, step, keep=cfg.keep_checkpoints)
+            if accelerator.is_main_process and (step % cfg.grid_every == 0 or step == cfg.max_steps):
+                sample_grid(f"step_{step:08d}")
+            if step >= cfg.max_steps:
+                break
+    progress.close()
+    seconds = time.perf_counter() - tick
+
+    # --- the output: EMA weights, metrics, a loadable pipeline ---------------------------------
+    ema.copy_to(params)
+    pipe = pipeline()
+    pipe.maskgit.eval()
+    pipe.info = {"recipe": "maskgit", "dataset": cfg.dataset, "steps": step, "tokenizer": cfg.tokenizer,
+                 "tokenizer_preset": tokenizer.info.get("preset"),
+                 "train_sequences_per_second": round((step - first_step) * cfg.batch_size
+                                                     * accelerator.num_processes / max(seconds, 1e-9), 1)}
+    if accelerator.is_main_process:
+        if cfg.eval_samples > 0:
+            rows = evaluate(pipe, cfg, out).get("rows", {})
+            pipe.info["metrics"] = {f"{metric} ({name})": value for name, row in rows.items()
+                                    for metric, value in row.items() if metric != "images"}
+        pipe.save_pretrained(out / "pipeline")
+        (out / "pipeline" / "training_config.yaml").write_text(config_yaml(cfg))
+        accelerator.print(f"saved the pipeline to {out / 'pipeline'}")
+    accelerator.end_training()
+    return pipe
+
+
+if __name__ == "__main__":
+    main()

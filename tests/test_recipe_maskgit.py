@@ -1,0 +1,68 @@
+"""recipes/maskgit.py: token cache, training with resume, sample grids, metrics rows, the pipeline folder."""
+
+import json
+
+import pytest
+import torch
+
+from tests.metrics.test_generation import MeanColourFeatures
+from tests.pipelines.conftest import tiny_pipeline
+from tests.recipes import load_recipe, run_recipe
+from tokenizer_zoo.pipelines import MaskGiTPipeline
+
+TINY = ["hidden_size=32", "num_layers=1", "num_heads=2", "batch_size=8", "warmup_steps=10", "log_every=1",
+        "checkpoint_every=2", "grid_every=100", "grid_per_class=1", "eval_steps=2", "num_steps=4", "eval_samples=0"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tokenizer") / "pipeline"
+    tiny_pipeline().save_pretrained(folder)
+    return folder
+
+
+def _maskgit_weights(folder):
+    return MaskGiTPipeline.from_pretrained(folder / "pipeline").maskgit.state_dict()
+
+
+def test_resumed_training_equals_an_uninterrupted_run(tmp_path, tokenizer):
+    common = [f"tokenizer={tokenizer}", *TINY]
+    run_recipe("maskgit", [*common, f"output_dir={tmp_path / 'straight'}", "max_steps=6"])
+    run_recipe("maskgit", [*common, f"output_dir={tmp_path / 'resumed'}", "max_steps=4"])
+    assert len(list((tmp_path / "resumed" / "tokens").glob("tokens_train_*.safetensors"))) == 1
+    pipe = run_recipe("maskgit", [*common, f"output_dir={tmp_path / 'resumed'}", "max_steps=6"])
+    assert pipe.info["steps"] == 6 and (tmp_path / "resumed" / "grids" / "step_00000006.png").is_file()
+    straight, resumed = _maskgit_weights(tmp_path / "straight"), _maskgit_weights(tmp_path / "resumed")
+    for name, value in straight.items():
+        assert torch.allclose(resumed[name], value, atol=1e-6), name
+    loaded = MaskGiTPipeline.from_pretrained(tmp_path / "resumed" / "pipeline")
+    assert loaded.maskgit.config.token_shape == [16, 2] and loaded.maskgit.split.radices == [512, 512]
+    assert loaded.sampling_defaults["num_steps"] == 4 and loaded.info["recipe"] == "maskgit"
+
+
+def test_metrics_rows_with_a_stand_in_feature_network(tmp_path, tokenizer, monkeypatch):
+    recipe = load_recipe("maskgit")
+
+    class StandIn(MeanColourFeatures):
+        pool_features, spatial_features, num_classes, source = 2, 2, None, "a tiny random stand-in (test only)"
+
+        @classmethod
+        def from_pretrained(cls):
+            return cls()
+
+    monkeypatch.setattr(recipe, "InceptionFeatureExtractor", StandIn)
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    pipe = recipe.main([f"tokenizer={tokenizer}", *TINY, f"output_dir={tmp_path}", "max_steps=2", "eval_samples=20",
+                        "reference_images=30", "eval_batch_size=10"])
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["reference"] == "30 real images of digits [train]"
+    assert set(saved["rows"]) == {"MaskGiT samples", "tokenizer reconstructions of held-out images", "real held-out images"}
+    assert all(row["images"] == 20 and 0 <= row["precision"] <= 1 for row in saved["rows"].values())
+    assert "pt_inception" in saved["skipped"]["inception_score"]
+    table = (tmp_path / "metrics.md").read_text()
+    assert "| MaskGiT samples | 20 |" in table and "n/a" in table
+    assert pipe.info["metrics"]["gfid (MaskGiT samples)"] == saved["rows"]["MaskGiT samples"]["gfid"]
+    assert (tmp_path / "samples.png").is_file()
