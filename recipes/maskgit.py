@@ -1,6 +1,6 @@
 """Stage 2: a class-conditional MaskGiT on the tokens of a trained tokenizer (FLOWMO_SPEC §6).
 
-    accelerate launch recipes/flowmo_1a.py --config recipes/configs/digits.yaml   # the tokenizer (digits)
+    accelerate launch recipes/flowmo_1a.py --config recipes/configs/digits.yaml   # a tokenizer on the digits
     accelerate launch recipes/maskgit.py                                          # MaskGiT on its tokens
 
 1. Caches the dataset's tokens and labels once (token files under ``output_dir/tokens``, named by
@@ -10,8 +10,10 @@
 3. Saves sample grids (one row per class) with the EMA weights every ``grid_every`` steps.
 4. Samples ``eval_samples`` images (balanced classes) and reports gFID, sFID, IS, precision and
    recall against ``reference_images`` real training images, beside two reference rows: the real
-   held-out images and the tokenizer's reconstructions of them. Writes ``metrics.json``,
-   ``metrics.md`` and the ``MaskGiTPipeline`` folder ``output_dir/pipeline``.
+   held-out images and the tokenizer's reconstructions of them; with ``classifier_images`` > 0
+   also the class accuracy of a pixel classifier fitted on that many real training images.
+   Writes ``metrics.json``, ``metrics.md``, ``samples.png`` and the ``MaskGiTPipeline`` folder
+   ``output_dir/pipeline``.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from config import load_config  # noqa: E402
 
 from tokenizer_zoo.data import load_image_dataset  # noqa: E402
 from tokenizer_zoo.generation import MaskGiT  # noqa: E402
-from tokenizer_zoo.metrics.generation import generation_metrics, inception_features  # noqa: E402
+from tokenizer_zoo.metrics.generation import PixelClassifier, generation_metrics, inception_features  # noqa: E402
 from tokenizer_zoo.metrics.inception import InceptionFeatureExtractor, InceptionWeightsMissingError  # noqa: E402
 from tokenizer_zoo.pipelines import MaskGiTPipeline, load_tokenizer_pipeline  # noqa: E402
 from tokenizer_zoo.training.checkpoints import resume, save_checkpoint  # noqa: E402
@@ -45,7 +47,7 @@ from tokenizer_zoo.training.reporting import save_image_grid  # noqa: E402
 
 @dataclasses.dataclass
 class MaskGiTConfig(RecipeConfig):
-    tokenizer: str = "outputs/flowmo_1a_digits/pipeline"  # a tokenizer pipeline folder or Hub id
+    tokenizer: str = "outputs/digits_tokenizer/pipeline"  # a tokenizer pipeline folder or Hub id
     dataset: str = "digits"
     eval_dataset: str = "digits"
     output_dir: str = "outputs/maskgit_digits"
@@ -57,7 +59,7 @@ class MaskGiTConfig(RecipeConfig):
     mlp_ratio: float = 4.0
     dropout: float = 0.1
     label_dropout: float = 0.1
-    max_steps: int = 3000
+    max_steps: int = 2000
     batch_size: int = 64
     lr: float = 4e-4
     weight_decay: float = 0.03
@@ -73,8 +75,9 @@ class MaskGiTConfig(RecipeConfig):
     grid_every: int = 1000
     grid_per_class: int = 8
     # generation metrics (0 = skip them)
-    eval_samples: int = 1000
+    eval_samples: int = 500
     reference_images: int = 1000
+    classifier_images: int = 4500  # fit a pixel classifier on this many real images for class accuracy (0 = off)
     eval_batch_size: int = 100
 
 
@@ -94,6 +97,13 @@ def balanced_labels(count: int, num_classes: int) -> torch.Tensor:
     return torch.arange(count) % num_classes
 
 
+def stack(data, count: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``count`` images (N, 3, H, W) and labels (N,) of a labelled dataset."""
+    loader = DataLoader(Subset(data, range(min(count, len(data)))), batch_size=batch_size)
+    items = list(tqdm(loader, desc="loading images", disable=len(loader) == 1))
+    return torch.cat([i["pixel_values"] for i in items]), torch.cat([i["label"] for i in items])
+
+
 def evaluate(pipe: MaskGiTPipeline, cfg: MaskGiTConfig, out: Path) -> dict:
     """Generation metrics of the samples and of two reference rows, as a dict and ``metrics.md``."""
     try:
@@ -104,31 +114,36 @@ def evaluate(pipe: MaskGiTPipeline, cfg: MaskGiTConfig, out: Path) -> dict:
     batch = cfg.eval_batch_size
     train = load_image_dataset(cfg.dataset, cfg.dataset_split, pipe.image_size, train=False)
     held_out = load_image_dataset(cfg.eval_dataset, cfg.eval_split, pipe.image_size, train=False)
-
-    def images_of(data):
-        return (item["pixel_values"] for item in tqdm(DataLoader(data, batch_size=batch), desc="Inception"))
-
-    real = inception_features(extractor, images_of(Subset(train, range(min(cfg.reference_images, len(train))))))
-    held = Subset(held_out, range(min(cfg.eval_samples, len(held_out))))
-    samples = sample(pipe, balanced_labels(cfg.eval_samples, cfg.num_classes), cfg, cfg.seed + 1, batch)
+    held_images, held_labels = stack(held_out, cfg.eval_samples, batch)
+    sample_labels = balanced_labels(cfg.eval_samples, cfg.num_classes)
+    samples = sample(pipe, sample_labels, cfg, cfg.seed + 1, batch)
     save_image_grid(samples[: 10 * cfg.num_classes], out / "samples.png", per_row=cfg.num_classes)
     generator = torch.Generator(pipe.device).manual_seed(cfg.seed)
-    recon = (pipe.tokenizer(b.to(pipe.device), generator=generator, output_type="pt", num_inference_steps=cfg.eval_steps)
-             for b in images_of(held))
-    rows = {"MaskGiT samples": (samples.split(batch), len(samples)),
-            "tokenizer reconstructions of held-out images": (recon, len(held)),
-            "real held-out images": (images_of(held), len(held))}
+    recon = torch.cat([pipe.tokenizer(images.to(pipe.device), generator=generator, output_type="pt",
+                                      num_inference_steps=cfg.eval_steps).cpu()
+                       for images in tqdm(held_images.split(batch), desc="reconstructing")])
+    rows = {"MaskGiT samples": (samples, sample_labels),
+            "tokenizer reconstructions of held-out images": (recon, held_labels),
+            "real held-out images": (held_images, held_labels)}
+    reference = stack(train, max(cfg.reference_images, cfg.classifier_images), batch)
+    real = inception_features(extractor, tqdm(reference[0][: cfg.reference_images].split(batch), desc="Inception"))
+    classifier = None
+    if cfg.classifier_images > 0:
+        classifier = PixelClassifier(reference[0][: cfg.classifier_images], reference[1][: cfg.classifier_images])
     results = {"reference": f"{len(real.pool)} real images of {cfg.dataset} [{cfg.dataset_split}]",
                "feature_network": extractor.source, "rows": {}}
-    for name, (batches, count) in rows.items():
-        values, skipped = generation_metrics(extractor, real, inception_features(extractor, batches))
-        results["rows"][name] = {"images": count, **{k: round(v, 4) for k, v in values.items()}}
-        results["skipped"] = skipped
+    for name, (images, labels) in rows.items():
+        features = inception_features(extractor, tqdm(images.split(batch), desc=f"Inception ({name})"))
+        values, results["skipped"] = generation_metrics(extractor, real, features)
+        if classifier is not None:
+            values["class_accuracy"] = classifier.accuracy(images, labels)
+        results["rows"][name] = {"images": len(images), **{k: round(v, 4) for k, v in values.items()}}
+    columns = {"gfid": "gFID", "sfid": "sFID", "inception_score": "IS", "precision": "precision", "recall": "recall",
+               "class_accuracy": "class accuracy"}
     lines = [f"Reference: {results['reference']}; features: {extractor.source}.", "",
-             "| images | n | gFID | sFID | IS | precision | recall |", "|---|---|---|---|---|---|---|"]
+             "| images | n | " + " | ".join(columns.values()) + " |", "|---" * (len(columns) + 2) + "|"]
     for name, row in results["rows"].items():
-        cells = [row.get(key, "n/a") for key in ("gfid", "sfid", "inception_score", "precision", "recall")]
-        lines.append(f"| {name} | {row['images']} | " + " | ".join(str(c) for c in cells) + " |")
+        lines.append(f"| {name} | {row['images']} | " + " | ".join(str(row.get(k, "n/a")) for k in columns) + " |")
     (out / "metrics.md").write_text("\n".join(lines) + "\n")
     (out / "metrics.json").write_text(json.dumps(results, indent=2))
     print("\n".join(lines))

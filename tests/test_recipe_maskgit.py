@@ -2,12 +2,15 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
+from sklearn.linear_model import LogisticRegression
 
 from tests.metrics.test_generation import MeanColourFeatures
 from tests.pipelines.conftest import tiny_pipeline
 from tests.recipes import load_recipe, run_recipe
+from tokenizer_zoo.data import EmbeddedDigits
 from tokenizer_zoo.pipelines import MaskGiTPipeline
 
 TINY = ["hidden_size=32", "num_layers=1", "num_heads=2", "batch_size=8", "warmup_steps=10", "log_every=1",
@@ -19,6 +22,11 @@ def tokenizer(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tokenizer") / "pipeline"
     tiny_pipeline().save_pretrained(folder)
     return folder
+
+
+def _pooled_grey(data, count):
+    grey = [data[i]["pixel_values"].numpy().mean(0) for i in range(count)]
+    return np.stack([image.reshape(16, 2, 16, 2).mean((1, 3)).ravel() for image in grey])
 
 
 def _maskgit_weights(folder):
@@ -56,7 +64,7 @@ def test_metrics_rows_with_a_stand_in_feature_network(tmp_path, tokenizer, monke
     AcceleratorState._reset_state(True)
     GradientState._reset_state()
     pipe = recipe.main([f"tokenizer={tokenizer}", *TINY, f"output_dir={tmp_path}", "max_steps=2", "eval_samples=20",
-                        "reference_images=30", "eval_batch_size=10"])
+                        "reference_images=30", "classifier_images=200", "eval_batch_size=10"])
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["reference"] == "30 real images of digits [train]"
     assert set(saved["rows"]) == {"MaskGiT samples", "tokenizer reconstructions of held-out images", "real held-out images"}
@@ -66,3 +74,8 @@ def test_metrics_rows_with_a_stand_in_feature_network(tmp_path, tokenizer, monke
     assert "| MaskGiT samples | 20 |" in table and "n/a" in table
     assert pipe.info["metrics"]["gfid (MaskGiT samples)"] == saved["rows"]["MaskGiT samples"]["gfid"]
     assert (tmp_path / "samples.png").is_file()
+    # class accuracy of the real held-out row, recomputed with scikit-learn on 2 x 2-pooled grey pixels
+    train, held = EmbeddedDigits("train"), EmbeddedDigits("eval")
+    model = LogisticRegression(max_iter=1000).fit(_pooled_grey(train, 200), train.labels[:200].numpy())
+    expected = (model.predict(_pooled_grey(held, 20)) == held.labels[:20].numpy()).mean()
+    assert saved["rows"]["real held-out images"]["class_accuracy"] == pytest.approx(expected, abs=1e-4)

@@ -104,7 +104,7 @@ def test_training_overfits_a_tiny_token_set():
     first = None
     for _ in range(300):
         loss = model.masked_loss(sub.repeat(8, 1), labels.repeat(8), generator=generator).loss
-        first = float(loss) if first is None else first
+        first = float(loss.detach()) if first is None else first
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -6,7 +6,7 @@ import torch
 from scipy import linalg
 
 from tokenizer_zoo.metrics.fid import inception_score_from_probs
-from tokenizer_zoo.metrics.generation import generation_metrics, inception_features
+from tokenizer_zoo.metrics.generation import PixelClassifier, generation_metrics, inception_features
 from tokenizer_zoo.metrics.inception import InceptionFeatures
 
 
@@ -71,3 +71,15 @@ def test_features_of_batches_are_concatenated():
         assert torch.allclose(features.pool, extractor.linear(torch.cat(batches).mean((2, 3))))
     with pytest.raises(ValueError, match="no images"):
         inception_features(extractor, [])
+
+
+def test_pixel_classifier_scores_label_agreement():
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(200) % 4
+    images = torch.randn(200, 3, 8, 8, generator=generator) * 0.1
+    for k in range(4):  # class k is bright in quadrant k
+        top, left = divmod(k, 2)
+        images[labels == k, :, 4 * top:4 * top + 4, 4 * left:4 * left + 4] += 1.0
+    classifier = PixelClassifier(images[:100], labels[:100])
+    assert classifier.accuracy(images[100:], labels[100:]) == 1.0
+    assert classifier.accuracy(images[100:], (labels[100:] + 1) % 4) == 0.0
