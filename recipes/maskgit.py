@@ -51,6 +51,7 @@ class MaskGiTConfig(RecipeConfig):
     dataset: str = "digits"
     eval_dataset: str = "digits"
     output_dir: str = "outputs/maskgit_digits"
+    label_column: str | None = "label"  # Hub datasets and image folders: the integer class column
     num_classes: int = 10
     num_sub_tokens: int = 2  # 18-bit LFQ tokens -> 2 sub-tokens of 9 bits
     hidden_size: int = 256
@@ -97,6 +98,12 @@ def balanced_labels(count: int, num_classes: int) -> torch.Tensor:
     return torch.arange(count) % num_classes
 
 
+def labelled_images(cfg: MaskGiTConfig, name: str, split: str, image_size: int):
+    """Centre-cropped images with their labels (``{"pixel_values", "label"}``)."""
+    return load_image_dataset(name, split, image_size, train=False, image_column=cfg.image_column,
+                              label_column=cfg.label_column)
+
+
 def stack(data, count: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``count`` images (N, 3, H, W) and labels (N,) of a labelled dataset."""
     loader = DataLoader(Subset(data, range(min(count, len(data)))), batch_size=batch_size)
@@ -112,8 +119,8 @@ def evaluate(pipe: MaskGiTPipeline, cfg: MaskGiTConfig, out: Path) -> dict:
         print(f"generation metrics skipped: {error}")
         return {"skipped": str(error)}
     batch = cfg.eval_batch_size
-    train = load_image_dataset(cfg.dataset, cfg.dataset_split, pipe.image_size, train=False)
-    held_out = load_image_dataset(cfg.eval_dataset, cfg.eval_split, pipe.image_size, train=False)
+    train = labelled_images(cfg, cfg.dataset, cfg.dataset_split, pipe.image_size)
+    held_out = labelled_images(cfg, cfg.eval_dataset, cfg.eval_split, pipe.image_size)
     held_images, held_labels = stack(held_out, cfg.eval_samples, batch)
     sample_labels = balanced_labels(cfg.eval_samples, cfg.num_classes)
     samples = sample(pipe, sample_labels, cfg, cfg.seed + 1, batch)
@@ -158,7 +165,7 @@ def main(argv: list[str] | None = None) -> MaskGiTPipeline:
     # --- the tokenizer and its cached tokens ----------------------------------------------------
     tokenizer = load_tokenizer_pipeline(cfg.tokenizer).to(accelerator.device)
     tokenizer.set_progress_bar_config(disable=True)
-    train_set = load_image_dataset(cfg.dataset, cfg.dataset_split, tokenizer.image_size, train=False)
+    train_set = labelled_images(cfg, cfg.dataset, cfg.dataset_split, tokenizer.image_size)
     with accelerator.main_process_first():  # the main process encodes, the others read its file
         tokens = cached_tokens(out / "tokens", tokenizer, train_set, cfg.dataset_split, cfg.encode_batch_size,
                                preset=tokenizer.info.get("preset"))
@@ -239,13 +246,14 @@ def main(argv: list[str] | None = None) -> MaskGiTPipeline:
                  "train_sequences_per_second": round((step - first_step) * cfg.batch_size
                                                      * accelerator.num_processes / max(seconds, 1e-9), 1)}
     if accelerator.is_main_process:
+        pipe.save_pretrained(out / "pipeline")  # before the evaluation, which takes a while
+        (out / "pipeline" / "training_config.yaml").write_text(config_yaml(cfg))
+        accelerator.print(f"saved the pipeline to {out / 'pipeline'}")
         if cfg.eval_samples > 0:
             rows = evaluate(pipe, cfg, out).get("rows", {})
             pipe.info["metrics"] = {f"{metric} ({name})": value for name, row in rows.items()
                                     for metric, value in row.items() if metric != "images"}
-        pipe.save_pretrained(out / "pipeline")
-        (out / "pipeline" / "training_config.yaml").write_text(config_yaml(cfg))
-        accelerator.print(f"saved the pipeline to {out / 'pipeline'}")
+            pipe.save_pretrained(out / "pipeline")  # again, with the metrics for its model card
     accelerator.end_training()
     return pipe
 

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.generation.test_maskgit import tiny_maskgit
 from tests.pipelines.conftest import tiny_pipeline
+from tokenizer_zoo.pipelines import MaskGiTPipeline
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -23,6 +25,8 @@ def _snippets(kind: str) -> list[str]:
 @pytest.fixture()
 def workdir(tmp_path, monkeypatch):
     tiny_pipeline().save_pretrained(tmp_path / "outputs" / "flowmo_1a_tiny" / "pipeline")
+    maskgit = tiny_maskgit(token_shape=(16, 2), index_vocab_size=512, num_sub_tokens=2, num_classes=10)
+    MaskGiTPipeline(maskgit, tiny_pipeline()).save_pretrained(tmp_path / "outputs" / "maskgit_digits" / "pipeline")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -31,7 +35,9 @@ def test_python_quickstart_runs(workdir, capsys):
     for snippet in _snippets("python"):
         exec(compile(snippet, "README.md", "exec"), {})
     assert (workdir / "reconstruction.png").is_file()
-    assert "torch.Size([1, 16, 2])" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "torch.Size([1, 16, 2])" in out
+    assert (workdir / "digits.png").is_file() and "torch.Size([2, 16, 2])" in out
 
 
 def test_cli_quickstart_runs(workdir):

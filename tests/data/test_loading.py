@@ -87,6 +87,11 @@ def test_in_memory_hub_style_dataset_with_encoded_images():
     dataset = HFImageDataset(table, find_image_column(table.features), eval_transform(8), "memory")
     assert torch.allclose(dataset[0]["pixel_values"], torch.tensor(-1.0))
     assert torch.allclose(dataset[1]["pixel_values"], torch.tensor(1.0))
+    assert "label" not in dataset[0]
+    labelled = HFImageDataset(table, "picture", eval_transform(8), "memory", label_column="label")
+    assert [int(labelled[i]["label"]) for i in range(2)] == [0, 1] and labelled[1]["label"].dtype == torch.int64
+    with pytest.raises(DatasetLoadError, match="no label column 'class'"):
+        HFImageDataset(table, "picture", eval_transform(8), "memory", label_column="class")
 
 
 def test_embedded_by_name():

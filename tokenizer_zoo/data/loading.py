@@ -35,12 +35,18 @@ class DatasetLoadError(RuntimeError):
 
 
 class HFImageDataset(Dataset):
-    """A Hugging Face ``datasets.Dataset`` whose image column goes through an :class:`ImageTransform`."""
+    """A Hugging Face ``datasets.Dataset`` whose image column goes through an :class:`ImageTransform`;
+    with ``label_column`` items also carry ``"label"`` (int64), e.g. for class-conditional models."""
 
-    def __init__(self, dataset: Any, image_column: str, transform: ImageTransform, description: str = "dataset"):
+    def __init__(self, dataset: Any, image_column: str, transform: ImageTransform, description: str = "dataset",
+                 label_column: str | None = None):
         import datasets
 
+        if label_column is not None and label_column not in dataset.features:
+            raise DatasetLoadError(f"{description} has no label column {label_column!r}; its columns are "
+                                   f"{list(dataset.features)}. Pass label_column=NAME (or None for no labels).")
         self.image_column = image_column
+        self.label_column = label_column
         self.transform = transform
         self.description = description
         self.dataset = dataset.cast_column(image_column, datasets.Image(decode=False))
@@ -49,13 +55,17 @@ class HFImageDataset(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        record = self.dataset[int(index)][self.image_column]
+        row = self.dataset[int(index)]
+        record = row[self.image_column]
         if record is None:
             raise DatasetLoadError(f"row {index} of {self.description} has no image in column {self.image_column!r}")
         path, data = record.get("path"), record.get("bytes")
         name = f"{path or f'row {index}'} ({self.description})"
         image = open_image(data if data is not None else path, name=name)
-        return {"pixel_values": self.transform(image, name)}
+        item = {"pixel_values": self.transform(image, name)}
+        if self.label_column is not None:
+            item["label"] = torch.tensor(int(row[self.label_column]))
+        return item
 
     def __repr__(self) -> str:
         return f"HFImageDataset({self.description}, column={self.image_column!r}, {len(self)} images, {self.transform})"
@@ -91,6 +101,7 @@ def load_image_dataset(
     data_dir: str | None = None,
     length: int | None = None,
     seed: int | None = None,
+    label_column: str | None = None,
     **load_kwargs: Any,
 ) -> Dataset:
     """A map-style torch dataset of ``{"pixel_values": (3, image_size, image_size) in [-1, 1]}``.
@@ -106,6 +117,8 @@ def load_image_dataset(
         length: "embedded" only: crops per epoch / size of the fixed set.
         seed: "embedded" training crops only: crop ``i`` of epoch ``e`` is a function of (seed, e, i),
             so runs are reproducible and resumable whatever the number of processes.
+        label_column: Hub datasets and image folders: also return this integer column as ``"label"``
+            (image folders name it "label"; ``imagenet-1k`` too). The digits always have labels.
         **load_kwargs: passed to ``datasets.load_dataset`` (e.g. ``revision``, ``cache_dir``).
     """
     if name == "embedded":
@@ -123,7 +136,7 @@ def load_image_dataset(
     description = f"imagefolder {data_dir} [{split}]" if name == "imagefolder" else f"Hugging Face dataset {name!r} [{split}]"
     dataset = _load_hf(name, split, data_dir, description, load_kwargs)
     column = find_image_column(dataset.features, image_column, description)
-    return HFImageDataset(dataset, column, ImageTransform(image_size, train=train), description)
+    return HFImageDataset(dataset, column, ImageTransform(image_size, train=train), description, label_column)
 
 
 def _load_hf(name: str, split: str, data_dir: str | None, description: str, load_kwargs: dict) -> Any:
