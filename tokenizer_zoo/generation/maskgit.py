@@ -120,7 +120,8 @@ class MaskGiT(ModelMixin, ConfigMixin):
         logits = self.head(hidden[:, 1:])
         return logits.masked_fill(self.invalid, float("-inf"))
 
-    def check_labels(self, labels: torch.Tensor) -> torch.Tensor:
+    def check_labels(self, labels) -> torch.Tensor:
+        """Class labels (ints, list or tensor) as int64 (b,) on the model's device; out of range raises."""
         labels = torch.as_tensor(labels, device=self.device).long().reshape(-1)
         if labels.numel() and (labels.min() < 0 or labels.max() >= self.config.num_classes):
             raise ValueError(f"class labels must lie in [0, {self.config.num_classes}), got "
