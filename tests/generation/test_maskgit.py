@@ -109,7 +109,7 @@ def test_training_overfits_a_tiny_token_set():
         loss.backward()
         optimizer.step()
     model.eval()
-    print(f"masked-token loss {first:.3f} -> {float(loss):.4f}")
+    print(f"masked-token loss {first:.3f} -> {float(loss.detach()):.4f}")
     assert float(loss) < 0.05 * first
     # each class now decodes to its own sequence, greedily and in a few steps
     assert torch.equal(model.generate(labels, num_steps=4, temperature=0.0, choice_temperature=0.0), tokens)
