@@ -84,13 +84,12 @@ class MaskGiTConfig(RecipeConfig):
 
 def sample(pipe: MaskGiTPipeline, labels: torch.Tensor, cfg: MaskGiTConfig, seed: int, batch_size: int,
            description: str = "sampling") -> torch.Tensor:
-    """Images (N, 3, H, W) in [-1, 1] of ``labels``, generated in batches with a fixed seed."""
+    """Images (N, 3, H, W) in [-1, 1] of ``labels`` with the pipeline's sampling defaults, generated in
+    batches with a fixed seed."""
     generator = torch.Generator(pipe.device).manual_seed(seed)
-    settings = {"num_steps": cfg.num_steps, "guidance_scale": cfg.guidance_scale, "temperature": cfg.temperature,
-                "choice_temperature": cfg.choice_temperature}
     chunks = labels.split(batch_size)
-    images = [pipe(chunk, generator=generator, output_type="pt", decode_kwargs={"num_inference_steps": cfg.eval_steps},
-                   **settings).cpu() for chunk in tqdm(chunks, desc=description, disable=len(chunks) == 1)]
+    images = [pipe(chunk, generator=generator, output_type="pt", decode_kwargs={"num_inference_steps": cfg.eval_steps}
+                   ).cpu() for chunk in tqdm(chunks, desc=description, disable=len(chunks) == 1)]
     return torch.cat(images)
 
 

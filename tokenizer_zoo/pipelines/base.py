@@ -32,6 +32,11 @@ METADATA_VERSION = 1
 _DOWNLOAD_KWARGS = ("cache_dir", "force_download", "proxies", "local_files_only", "token", "revision")
 
 
+def pop_download_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Remove and return the Hub download settings (``cache_dir``, ``revision``, ...) of ``kwargs``."""
+    return {key: kwargs.pop(key) for key in _DOWNLOAD_KWARGS if key in kwargs}
+
+
 class MissingPluginError(ImportError):
     """A saved pipeline needs a component whose package is not installed."""
 
@@ -131,12 +136,9 @@ class TokenizerPipelineMixin:
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs):
         """Load from a local folder or a Hub id (the local cache is used with ``HF_HUB_OFFLINE=1``)."""
         folder = str(pretrained_model_name_or_path)
+        download = pop_download_kwargs(kwargs)  # local folders need none of them
         if not os.path.isdir(folder):
-            download = {k: kwargs.pop(k) for k in _DOWNLOAD_KWARGS if k in kwargs}
             folder = DiffusionPipeline.download(folder, **download)
-        else:
-            for key in _DOWNLOAD_KWARGS:
-                kwargs.pop(key, None)
         check_components_importable(folder)
         pipe = super().from_pretrained(folder, **kwargs)
         pipe.info = load_metadata(folder).get("info", {})

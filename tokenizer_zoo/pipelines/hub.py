@@ -30,6 +30,13 @@ def _sampler_defaults(pipe) -> dict[str, Any]:
     return defaults
 
 
+def metrics_section(metrics: dict[str, Any]) -> list[str]:
+    """The ``## Metrics`` lines of a model card: a table, or a line saying there are none."""
+    if not metrics:
+        return ["## Metrics", "", "No metrics were measured for this folder."]
+    return ["## Metrics", "", "| metric | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in sorted(metrics.items())]]
+
+
 def model_card(pipe, repo_id: str) -> str:
     """Markdown model card: preset, BPP, training data, sampler defaults and measured metrics."""
     info = pipe.info
@@ -50,12 +57,8 @@ def model_card(pipe, repo_id: str) -> str:
         f"| training steps | {info.get('steps', 'unknown')} |", "",
         "## Sampler defaults", "", "| setting | value |", "|---|---|",
         *[f"| {k} | {v} |" for k, v in _sampler_defaults(pipe).items()], "",
-        "## Metrics", "",
+        *metrics_section(metrics),
     ]
-    if metrics:
-        lines += ["| metric | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in sorted(metrics.items())]]
-    else:
-        lines.append("No metrics were measured for this folder.")
     lines += ["", "## Use", "", "```python", f"from tokenizer_zoo.pipelines import {type(pipe).__name__}", "",
               f'pipe = {type(pipe).__name__}.from_pretrained("{repo_id}")', "tokens = pipe.encode(images)",
               "reconstructions = pipe.decode(tokens)", "```", ""]

@@ -22,22 +22,22 @@ import torch
 from huggingface_hub import snapshot_download
 
 from tokenizer_zoo.generation.maskgit import MaskGiT
+from tokenizer_zoo.pipelines.base import pop_download_kwargs
 from tokenizer_zoo.pipelines.flowmo import FlowMoPipeline
-from tokenizer_zoo.pipelines.hub import folder_metrics, push_to_hub
+from tokenizer_zoo.pipelines.hub import folder_metrics, metrics_section, push_to_hub
 from tokenizer_zoo.pipelines.tokenizer import TokenizerPipeline
 from tokenizer_zoo.tokens import signature_of
 
 TOKENIZER_PIPELINES = {cls.__name__: cls for cls in (FlowMoPipeline, TokenizerPipeline)}
 CONFIG_FILE = "maskgit_pipeline.json"
 CONFIG_VERSION = 1
-_DOWNLOAD_KWARGS = ("cache_dir", "force_download", "proxies", "local_files_only", "token", "revision")
 
 
 def load_tokenizer_pipeline(name_or_path: str | os.PathLike, **kwargs):
     """A FlowMoPipeline or TokenizerPipeline, whichever the folder (or Hub id) holds."""
     folder = Path(name_or_path)
     if not folder.is_dir():
-        folder = Path(FlowMoPipeline.download(str(name_or_path), **{k: kwargs.pop(k) for k in _DOWNLOAD_KWARGS if k in kwargs}))
+        folder = Path(FlowMoPipeline.download(str(name_or_path), **pop_download_kwargs(kwargs)))
     index = folder / "model_index.json"
     if not index.is_file():
         raise ValueError(f"{folder} has no model_index.json: give a tokenizer folder written by save_pretrained")
@@ -114,7 +114,7 @@ class MaskGiTPipeline:
         """Load from a local folder or a Hub id (the local cache is used with ``HF_HUB_OFFLINE=1``)."""
         folder = Path(name_or_path)
         if not folder.is_dir():
-            folder = Path(snapshot_download(str(name_or_path), **{k: kwargs.pop(k) for k in _DOWNLOAD_KWARGS if k in kwargs}))
+            folder = Path(snapshot_download(str(name_or_path), **pop_download_kwargs(kwargs)))
         path = folder / CONFIG_FILE
         if not path.is_file():
             raise ValueError(f"{folder} has no {CONFIG_FILE}: give a folder written by MaskGiTPipeline.save_pretrained")
@@ -142,12 +142,8 @@ class MaskGiTPipeline:
                  f"| training data | {self.info.get('dataset', 'unknown')} |",
                  f"| training steps | {self.info.get('steps', 'unknown')} |", "",
                  "## Sampling defaults", "", "| setting | value |", "|---|---|",
-                 *[f"| {k} | {v} |" for k, v in self.sampling_defaults.items()], "", "## Metrics", ""]
-        if metrics:
-            lines += ["| metric | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in sorted(metrics.items())]]
-        else:
-            lines.append("No metrics were measured for this folder.")
-        lines += ["", "## Use", "", "```python", "from tokenizer_zoo.pipelines import MaskGiTPipeline", "",
+                 *[f"| {k} | {v} |" for k, v in self.sampling_defaults.items()], "", *metrics_section(metrics),
+                 "", "## Use", "", "```python", "from tokenizer_zoo.pipelines import MaskGiTPipeline", "",
                   f'pipe = MaskGiTPipeline.from_pretrained("{repo_id}")', "images = pipe([0, 1, 2])", "```", ""]
         return "\n".join(lines)
 

@@ -25,9 +25,7 @@ def save_comparison_grid(originals: torch.Tensor, reconstructions: torch.Tensor,
     if pad:
         pairs = torch.cat([pairs, torch.full((2, pad, *pairs.shape[2:]), -1.0)], dim=1)
     tiles = rearrange(pairs, "two (rows cols) c h w -> (rows two cols) c h w", cols=per_row)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_image((tiles + 1) / 2, path, nrow=per_row, padding=2, pad_value=1.0)
-    return path
+    return save_image_grid(tiles, path, per_row)
 
 
 def save_image_grid(images: torch.Tensor, path: Path, per_row: int = 8) -> Path:
