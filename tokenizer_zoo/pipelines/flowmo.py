@@ -57,15 +57,21 @@ class FlowMoPipeline(TokenizerPipelineMixin, DiffusionPipeline):
         guidance_interval: tuple[float, float] = DEFAULT_GUIDANCE_INTERVAL,
         generator: torch.Generator | None = None,
         output_type: str = "pil",
+        latents: torch.Tensor | None = None,
     ):
         """Images from tokens by sampling the decoder's flow from noise (t = 1) to data (t = 0).
 
-        ``tokens``: an EncodeOutput, integer indices, or float codes (B, S, d).
+        ``tokens``: an EncodeOutput, integer indices, or float codes (B, S, d). ``latents``: the
+        starting noise (B, 3, H, W) (diffusers' name); drawn from ``generator`` when not given.
         """
         codes = self._codes(tokens)
         shape = (codes.shape[0], 3, self.image_size, self.image_size)
-        x = torch.randn(shape, generator=generator, device=generator.device if generator else self.device)
-        x = x.to(self.device, self.decoder.dtype)
+        if latents is None:
+            latents = torch.randn(shape, generator=generator, device=generator.device if generator else self.device)
+        elif not isinstance(latents, torch.Tensor) or tuple(latents.shape) != shape:
+            got = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
+            raise ValueError(f"latents must be the starting noise of shape {shape} (one per token sequence), got {got}")
+        x = latents.to(self.device, self.decoder.dtype)
         self.scheduler.set_timesteps(num_inference_steps, rho=rho, device=self.device)
         for t in self.progress_bar(self.scheduler.timesteps):
             v = self._velocity(codes, x, t, guidance_scale, guidance_interval)
@@ -93,6 +99,28 @@ class FlowMoPipeline(TokenizerPipelineMixin, DiffusionPipeline):
     def __call__(self, images, **decode_kwargs):
         """Reconstructions of ``images``: encode, then decode with ``decode_kwargs``."""
         return self.decode(self.encode(images), **decode_kwargs)
+
+    @classmethod
+    def from_single_file(cls, path_or_url_or_hub_file, config=None, **kwargs) -> "FlowMoPipeline":
+        """A pipeline from a checkpoint of the FlowMo reference release (a ``torch.save`` dict with
+        ``model_ema_state_dict``), as diffusers loads original single files.
+
+        ``path_or_url_or_hub_file``: a local ``.pth``, a Hub URL, ``owner/repo/file.pth``, or
+        ``"flowmo_lo"`` / ``"flowmo_hi"`` for the paper's weights (fetched with ``hf_hub_download``).
+        ``config``: the release's yaml, for what tensor shapes cannot tell (image size, code
+        length, LFQ grouping, sampler). Other keyword arguments: ``torch_dtype``, ``state_dict_key``,
+        ``verbose`` (print the dropped unused parameters; default True) and the Hub download
+        settings (``cache_dir``, ``revision``, ``token``, ...). ``pipe.info["sampling"]`` holds the
+        release's sampler settings: ``pipe.decode(tokens, **pipe.info["sampling"])`` samples as it does.
+        See :mod:`tokenizer_zoo.pipelines.single_file`.
+        """
+        from tokenizer_zoo.pipelines.single_file import convert_release_checkpoint, dropped_summary
+
+        verbose = kwargs.pop("verbose", True)
+        result = convert_release_checkpoint(path_or_url_or_hub_file, config=config, **kwargs)
+        if verbose:
+            print(dropped_summary(result))
+        return result.pipeline
 
     def push_to_hub(self, repo_id: str, **kwargs):
         """Upload the pipeline with a model card (preset, BPP, data, sampler defaults, metrics)."""
