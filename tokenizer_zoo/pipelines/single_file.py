@@ -456,11 +456,17 @@ def dropped_summary(result: SingleFileResult) -> str:
     return "\n".join(lines + [f"  {key}" for key in result.dropped])
 
 
-def save_converted(pipe, output: str | os.PathLike) -> Path:
-    """``save_pretrained`` into a temporary folder beside ``output``, then rename it: no partial folder."""
+def check_output_folder(output: str | os.PathLike) -> Path:
+    """``output`` as a Path, if it is new or an empty folder."""
     target = Path(output)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise CheckpointError(f"-o {output} already exists and is not an empty folder; choose a new folder")
+    return target
+
+
+def save_converted(pipe, output: str | os.PathLike) -> Path:
+    """``save_pretrained`` into a temporary folder beside ``output``, then rename it: no partial folder."""
+    target = check_output_folder(output)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:
