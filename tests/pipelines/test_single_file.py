@@ -249,3 +249,18 @@ def test_offline_without_a_cached_file_is_one_clear_line(monkeypatch, tmp_path):
     message = str(raised.value)
     assert "\n" not in message
     assert "flowmo_lo.pth" in message and "ksarge/FlowMo" in message and "HF_HUB_OFFLINE=1" in message
+
+
+def test_other_urls_and_unknown_arguments_are_refused():
+    with pytest.raises(CheckpointError, match="only Hugging Face Hub URLs"):
+        FlowMoPipeline.from_single_file("https://example.com/flowmo_lo.pth")
+    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['dtype'\]"):
+        FlowMoPipeline.from_single_file(CHECKPOINT, dtype=torch.float16)
+
+
+def test_model_state_dict_and_dtype_can_be_chosen(expected):
+    half = FlowMoPipeline.from_single_file(CHECKPOINT, config=CONFIG, torch_dtype=torch.bfloat16,
+                                           state_dict_key="model_state_dict", verbose=False)
+    assert half.decoder.dtype == torch.bfloat16 and half.encoder.dtype == torch.bfloat16
+    with pytest.raises(CheckpointError, match="has no state dict 'ema'"):
+        FlowMoPipeline.from_single_file(CHECKPOINT, state_dict_key="ema", verbose=False)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from diffusers import DiffusionPipeline
 
-from tokenizer_zoo.pipelines.base import TokenizerPipelineMixin
+from tokenizer_zoo.pipelines.base import TokenizerPipelineMixin, pop_download_kwargs
 from tokenizer_zoo.pipelines.hub import push_to_hub
 from tokenizer_zoo.pipelines.images import from_model_output, to_model_input
 from tokenizer_zoo.samplers.likelihood import LikelihoodOutput, conditional_velocity, flow_log_likelihood
@@ -101,23 +101,29 @@ class FlowMoPipeline(TokenizerPipelineMixin, DiffusionPipeline):
         return self.decode(self.encode(images), **decode_kwargs)
 
     @classmethod
-    def from_single_file(cls, path_or_url_or_hub_file, config=None, **kwargs) -> "FlowMoPipeline":
+    def from_single_file(cls, path_or_url_or_hub_file, config=None, *, torch_dtype: torch.dtype | None = None,
+                         state_dict_key: str | None = None, verbose: bool = True, **kwargs) -> "FlowMoPipeline":
         """A pipeline from a checkpoint of the FlowMo reference release (a ``torch.save`` dict with
         ``model_ema_state_dict``), as diffusers loads original single files.
 
         ``path_or_url_or_hub_file``: a local ``.pth``, a Hub URL, ``owner/repo/file.pth``, or
         ``"flowmo_lo"`` / ``"flowmo_hi"`` for the paper's weights (fetched with ``hf_hub_download``).
         ``config``: the release's yaml, for what tensor shapes cannot tell (image size, code
-        length, LFQ grouping, sampler). Other keyword arguments: ``torch_dtype``, ``state_dict_key``,
-        ``verbose`` (print the dropped unused parameters; default True) and the Hub download
-        settings (``cache_dir``, ``revision``, ``token``, ...). ``pipe.info["sampling"]`` holds the
-        release's sampler settings: ``pipe.decode(tokens, **pipe.info["sampling"])`` samples as it does.
+        length, LFQ grouping, sampler). ``state_dict_key``: ``model_ema_state_dict`` (the yaml's
+        default) or ``model_state_dict``; ``verbose``: print the dropped unused parameters;
+        ``kwargs``: the Hub download settings (``cache_dir``, ``revision``, ``token``, ...).
+        ``pipe.info["sampling"]`` holds the release's sampler settings:
+        ``pipe.decode(tokens, **pipe.info["sampling"])`` samples as it does.
         See :mod:`tokenizer_zoo.pipelines.single_file`.
         """
         from tokenizer_zoo.pipelines.single_file import convert_release_checkpoint, dropped_summary
 
-        verbose = kwargs.pop("verbose", True)
-        result = convert_release_checkpoint(path_or_url_or_hub_file, config=config, **kwargs)
+        download = pop_download_kwargs(kwargs)
+        if kwargs:
+            raise TypeError(f"from_single_file() got unexpected keyword argument(s) {sorted(kwargs)}; it takes config, "
+                            f"torch_dtype, state_dict_key, verbose and the Hub download settings")
+        result = convert_release_checkpoint(path_or_url_or_hub_file, config=config, torch_dtype=torch_dtype,
+                                            state_dict_key=state_dict_key, **download)
         if verbose:
             print(dropped_summary(result))
         return result.pipeline

@@ -89,7 +89,10 @@ def resolve_checkpoint(source: str | os.PathLike, **download_kwargs) -> Path:
         return path
     if path.exists():
         raise CheckpointError(f"{text} is a folder; give the .pth file of a FlowMo release checkpoint")
-    if text.count("/") >= 2 and not text.startswith((".", "/", "~")) and "://" not in text:
+    if "://" in text:
+        raise CheckpointError(f"{text}: only Hugging Face Hub URLs (https://huggingface.co/OWNER/REPO/blob/REV/FILE) "
+                              "are fetched; download other URLs yourself and pass the file")
+    if text.count("/") >= 2 and not text.startswith((".", "/", "~")):
         owner, name, filename = text.split("/", 2)
         return _download(f"{owner}/{name}", filename, **download_kwargs)
     raise CheckpointError(f"{text}: no such file (nor a preset of the paper's weights: {', '.join(RELEASE_FILES)}, "
@@ -153,8 +156,8 @@ def load_release_checkpoint(path: str | os.PathLike, state_dict_key: str | None 
 
 
 def _first_line(error: Exception) -> str:
-    text = str(error).strip().splitlines()
-    return text[0][:160] if text else "no message"
+    lines = str(error).strip().splitlines()
+    return lines[0].split(". ")[0][:160] if lines else "no message"
 
 
 # --- the release's yaml ------------------------------------------------------------------------
@@ -364,7 +367,7 @@ def map_state_dict(state: dict, models: dict[str, torch.nn.Module], name: str) -
                 raise CheckpointError(f"{name}: not a FlowMo release checkpoint of this layout: it lacks {theirs}")
             tensor = state[theirs]
             rows = _rows(ours, target.shape[0], tensor.shape[0]) if target.ndim and tensor.ndim else None
-            value = tensor if rows is None else tensor[rows]
+            value = tensor if rows is None else tensor[rows].clone()  # no view keeping the unused rows alive
             if value.shape != target.shape:
                 raise CheckpointError(f"{name}: {theirs} has shape {tuple(tensor.shape)}, but the architecture "
                                       f"inferred from the file needs {tuple(target.shape)}")
@@ -428,8 +431,9 @@ def convert_release_checkpoint(source: str | os.PathLike, config: str | os.PathL
     scheduler = ShiftedEulerScheduler(num_inference_steps=sampling["num_inference_steps"], rho=sampling["rho"])
     pipe = FlowMoPipeline(encoder=models["encoder"], quantizer=LFQuantizer(**kwargs["quantizer"]),
                           decoder=models["decoder"], scheduler=scheduler)
-    pipe.info = {"preset": str(source) if str(source) in RELEASE_FILES else None,
-                 "source": f"FlowMo reference release checkpoint {Path(path).name}", "steps": steps,
+    preset = str(source) if str(source) in RELEASE_FILES else None
+    pipe.info = {"preset": preset, "source": f"FlowMo reference release checkpoint {Path(path).name}", "steps": steps,
+                 "dataset": "ImageNet-1K train (the paper's weights)" if preset else "unknown (a release checkpoint)",
                  "sampling": {**sampling, "guidance_interval": list(sampling["guidance_interval"])}}
     return SingleFileResult(pipe, conversion.dropped, conversion.dropped_values)
 
