@@ -264,3 +264,11 @@ def test_model_state_dict_and_dtype_can_be_chosen(expected):
     assert half.decoder.dtype == torch.bfloat16 and half.encoder.dtype == torch.bfloat16
     with pytest.raises(CheckpointError, match="has no state dict 'ema'"):
         FlowMoPipeline.from_single_file(CHECKPOINT, state_dict_key="ema", verbose=False)
+
+
+def test_the_model_card_states_the_release_sampler(pipe):
+    from tokenizer_zoo.pipelines.hub import model_card
+
+    card = model_card(pipe, "someone/flowmo-release-tiny")
+    assert "| num_inference_steps | 4 |" in card
+    assert f"| guidance_interval | {[0.17 / 1.17, 1.02 / 2.02]} |" in card

@@ -27,6 +27,7 @@ def _sampler_defaults(pipe) -> dict[str, Any]:
         return {"decoder": "one pass (no sampling)"}
     defaults = {"scheduler": type(scheduler).__name__, **{k: v for k, v in scheduler.config.items() if not k.startswith("_")}}
     defaults.update(getattr(pipe, "sampling_defaults", {}))
+    defaults.update(pipe.info.get("sampling", {}))  # a pipeline's own settings, e.g. a converted release checkpoint's
     return defaults
 
 
