@@ -20,7 +20,7 @@ hold everywhere:
 * Images need both sides >= :data:`MIN_IMAGE_SIDE` (8 px). Smaller ones are rejected with
   :class:`ImageTooSmallError`; anything at least that large is accepted and later upscaled by the
   Resize of the transforms when its short side is below the training resolution.
-* Corrupt, truncated or non-image files raise :class:`InvalidImageError` naming the file.
+* Empty, corrupt, truncated or non-image files raise :class:`InvalidImageError` naming the file.
 """
 
 from __future__ import annotations
@@ -66,6 +66,8 @@ def open_image(source: PathLike | bytes, name: str | None = None) -> Image.Image
     if name is None:
         name = "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
     stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+    if (len(source) if isinstance(source, (bytes, bytearray)) else _size(source)) == 0:
+        raise InvalidImageError(f"image file {name} is empty (0 bytes); re-download or remove it")
     try:
         with Image.open(stream) as image:
             image.load()  # decode now: truncated data fails here, inside the try
@@ -78,6 +80,13 @@ def open_image(source: PathLike | bytes, name: str | None = None) -> Image.Image
             "truncated or not an image; re-download or remove it."
         ) from error
     return to_rgb(image, name)
+
+
+def _size(path: PathLike) -> int | None:
+    try:
+        return os.path.getsize(path)
+    except (OSError, TypeError):  # missing files are reported by Image.open below; streams have no size here
+        return None
 
 
 def to_rgb(image: Image.Image, name: str | None = None) -> Image.Image:
