@@ -112,6 +112,8 @@ def to_rgb(image: Image.Image, name: str | None = None) -> Image.Image:
 
 def _high_bit_to_unit(image: Image.Image) -> np.ndarray:
     values = np.asarray(image, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise InvalidImageError(f"a {image.mode}-mode image holds NaN or inf pixels; replace or drop them")
     scale = 255.0 if image.mode == "F" else 65535.0
     return np.clip(values / scale, 0.0, 1.0)
 
@@ -179,7 +181,7 @@ def _tensor_to_unit(tensor: torch.Tensor, name: str | None) -> torch.Tensor:
 
 
 def _check_range(low: float, high: float, want_low: float, want_high: float, name, what: str, interval: str) -> None:
-    if low < want_low - _RANGE_TOLERANCE or high > want_high + _RANGE_TOLERANCE:
+    if not want_low - _RANGE_TOLERANCE <= low <= high <= want_high + _RANGE_TOLERANCE:  # False for NaN too
         raise InvalidImageError(
             f"{_label(name)}: {what} must have values in {interval}, got [{low:.4g}, {high:.4g}]. "
             "Rescale the image (e.g. uint8 / 255 for [0, 1], x * 2 - 1 for [-1, 1])."
