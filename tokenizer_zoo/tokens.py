@@ -403,7 +403,7 @@ def check_compatible(made_by: TokenizerSignature, used_with: TokenizerSignature,
     differences = made_by.differences(used_with)
     if differences:
         raise TokenMismatchError(
-            f"{source} was made by another tokenizer (different {', '.join(differences)}): token file "
-            f"{made_by.describe()}; model {used_with.describe()}. Decode it with the model that encoded it, "
+            f"{source} was made by another tokenizer (different {', '.join(differences)}): token file: "
+            f"{made_by.describe()}; model: {used_with.describe()}. Decode it with the model that encoded it, "
             "or re-encode the images with this model."
         )

@@ -29,7 +29,7 @@ def test_the_token_mismatch_error_is_one_line(model_dir, mismatched, tmp_path, c
     assert main(["decode", str(mismatched), "--model", str(model_dir), "-o", str(tmp_path / "d"), "--quiet"]) == 1
     (line,) = _error_lines(capsys.readouterr().err)
     assert line.startswith(f"tokenizer-zoo decode: error: {mismatched} was made by another tokenizer")
-    assert "token file lfq" in line and "; model lfq" in line and line.endswith("(--verbose shows the traceback)")
+    assert "token file: lfq" in line and "; model: lfq" in line and line.endswith("(--verbose shows the traceback)")
 
 
 def test_verbose_adds_the_traceback(model_dir, mismatched, tmp_path, capsys):
