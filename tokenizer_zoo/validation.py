@@ -32,7 +32,8 @@ def first_nonfinite(named_tensors: Iterable[tuple[str, torch.Tensor]]) -> str | 
     named = [(name, tensor) for name, tensor in named_tensors if tensor.numel()]
     if not named:
         return None
-    flags = torch.stack([_finite(tensor).to("cpu", non_blocking=True) for _, tensor in named])
+    device = named[0][1].device
+    flags = torch.stack([_finite(tensor).to(device) for _, tensor in named]).cpu()
     if bool(flags.all()):
         return None
     return named[int((~flags).nonzero()[0])][0]
@@ -70,5 +71,6 @@ def check_finite_training_weights(named_tensors: Iterable[tuple[str, torch.Tenso
 
 
 def _resume_hint(last_checkpoint: str | Path | None) -> str:
-    kept = "no checkpoint was written yet" if last_checkpoint is None else f"the last good checkpoint {last_checkpoint} is kept"
+    kept = ("no checkpoint was written yet" if last_checkpoint is None
+            else f"the last good checkpoint {last_checkpoint} is kept")
     return f"{kept}; lower the learning rate (lr=) or check the data, and train again in a new output_dir"

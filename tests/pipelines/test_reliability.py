@@ -61,6 +61,13 @@ def test_non_finite_codes_are_refused_before_decoding(pipe, value):
     assert pipe.decode(encoded.indices, num_inference_steps=1, output_type="pt").isfinite().all()
 
 
+def test_token_ids_outside_the_vocabulary_are_refused(pipe):
+    ids = pipe.encode(torch.zeros(1, 3, 32, 32)).indices.clone()
+    ids[0, 2, 0] = pipe.quantizer.vocab_size
+    with pytest.raises(ValueError, match="vocabulary"):
+        pipe.decode(ids, num_inference_steps=1)
+
+
 def test_first_nonfinite_names_the_first_bad_tensor():
     tensors = [("a", torch.ones(3)), ("ids", torch.arange(4)), ("b", torch.tensor([1.0, math.inf])),
                ("c", torch.tensor([math.nan])), ("empty", torch.empty(0))]

@@ -180,7 +180,8 @@ def evaluation_split(name: str, data_dir: str | None = None, **load_kwargs: Any)
     preferred = [split for split in EVALUATION_SPLITS if split in splits]
     if preferred or len(splits) == 1:
         return (preferred or splits)[0]
-    raise DatasetLoadError(f"{name} has the splits {splits} and none of {list(EVALUATION_SPLITS)}; name the split explicitly")
+    raise DatasetLoadError(f"{name} has the splits {splits} and none of {list(EVALUATION_SPLITS)}; "
+                           "name the split explicitly")
 
 
 def _load_hf(name: str, split: str, data_dir: str | None, description: str, load_kwargs: dict) -> Any:

@@ -140,7 +140,8 @@ class TokenizerPipelineMixin:
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs):
         """Load from a local folder or a Hub id (the local cache is used with ``HF_HUB_OFFLINE=1``)."""
         download = pop_download_kwargs(kwargs)  # local folders need none of them
-        folder = resolve_folder(pretrained_model_name_or_path, lambda name: DiffusionPipeline.download(name, **download))
+        folder = resolve_folder(pretrained_model_name_or_path,
+                                lambda name: DiffusionPipeline.download(name, **download))
         check_component_files(folder)
         check_components_importable(folder)
         pipe = super().from_pretrained(folder, **{"use_safetensors": True, **kwargs})

@@ -45,7 +45,8 @@ def resolve_folder(name_or_path: str | os.PathLike, download: Callable[[str], st
     if os.path.isdir(name):
         return Path(name)
     if os.path.exists(name):
-        raise PipelineFolderError(f"{name} is a file, not a pipeline folder; give the folder written by save_pretrained")
+        raise PipelineFolderError(f"{name} is a file, not a pipeline folder; give the folder written by "
+                                  "save_pretrained")
     if _is_local_path(name):
         raise PipelineFolderError(f"{name}: no such folder (and not a Hub id); give the folder written by "
                                   "save_pretrained or a Hub id of the form owner/name")

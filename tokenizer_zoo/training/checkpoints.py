@@ -68,7 +68,9 @@ def check_training_logs(accelerator, values: dict[str, float], step: int) -> Non
 def _registered(accelerator) -> dict[str, list]:
     """What Accelerate would checkpoint: prepared models, optimisers, schedulers and registered objects."""
     if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM):
-        raise CheckpointError(f"checkpoints support single-process and DDP training, not {accelerator.distributed_type}")
+        raise CheckpointError(f"checkpoints support single-process and DDP training, not "
+                              f"{accelerator.distributed_type}")
+    # the lists Accelerate's own save_state reads; Accelerate has no public accessor for them
     return {"models": [accelerator.unwrap_model(m) for m in accelerator._models], "optimizers": accelerator._optimizers,
             "schedulers": accelerator._schedulers, "objects": accelerator._custom_objects}
 
@@ -167,6 +169,7 @@ def resume(accelerator, output_dir: str | Path) -> int:
     known = {f"{stem}.{ext}" for stem in (STATE_STEM, rng.name) for ext in ("json", "safetensors")}
     ignored = sorted(p.name for p in folder.iterdir() if p.name not in known and not p.name.startswith(RNG_STEM[:-2]))
     if ignored:
-        accelerator.print(f"ignoring {', '.join(ignored)} in {folder}: checkpoints are read from safetensors and JSON only")
+        accelerator.print(f"ignoring {', '.join(ignored)} in {folder}: checkpoints are read from safetensors and "
+                          "JSON only")
     accelerator.print(f"resumed from {folder} at step {state['step']}")
     return state["step"]

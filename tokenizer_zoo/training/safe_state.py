@@ -65,7 +65,8 @@ def join_tensors(data: Any, tensors: dict[str, torch.Tensor]) -> Any:
         return data
     if set(data) == {_TENSOR}:
         if data[_TENSOR] not in tensors:
-            raise StateFileError(f"the tensor {data[_TENSOR]!r} named in the JSON file is missing from the safetensors file")
+            raise StateFileError(f"the tensor {data[_TENSOR]!r} named in the JSON file is missing from the "
+                                 "safetensors file")
         return tensors[data[_TENSOR]]
     if set(data) == {_TUPLE}:
         return tuple(join_tensors(value, tensors) for value in data[_TUPLE])
