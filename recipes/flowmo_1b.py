@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from config import load_config  # noqa: E402
 
+from tokenizer_zoo.errors import run_main  # noqa: E402
 from tokenizer_zoo.layers.weight_norm import ForcedWeightNorm  # noqa: E402
 from tokenizer_zoo.losses import PERCEPTUAL, FlowMatchingLoss  # noqa: E402
 from tokenizer_zoo.pipelines import FlowMoPipeline  # noqa: E402
@@ -147,4 +148,4 @@ def main(argv: list[str] | None = None) -> torch.nn.Module:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main, "flowmo_1b.py"))

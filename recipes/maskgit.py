@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from config import load_config  # noqa: E402
 
 from tokenizer_zoo.data import load_image_dataset  # noqa: E402
+from tokenizer_zoo.errors import run_main  # noqa: E402
 from tokenizer_zoo.generation import MaskGiT  # noqa: E402
 from tokenizer_zoo.metrics.generation import PixelClassifier, generation_metrics, inception_features  # noqa: E402
 from tokenizer_zoo.metrics.inception import InceptionFeatureExtractor, InceptionWeightsMissingError  # noqa: E402
@@ -258,4 +259,4 @@ def main(argv: list[str] | None = None) -> MaskGiTPipeline:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main, "maskgit.py"))

@@ -27,7 +27,8 @@ def test_flowmo_evaluation_writes_json_table_and_grid(tmp_path):
                         "--save-to-model"])
     saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert saved["metrics"] == result["metrics"] and saved["num_images"] == 4
-    assert saved["sampler"]["num_inference_steps"] == 2 and saved["skipped"]["rfid"] == "disabled with --no-fid"
+    assert saved["sampler"]["num_inference_steps"] == 2 and saved["skipped"] == []
+    assert saved["skipped_metrics"]["rfid"] == "disabled with --no-fid"
     assert saved["metrics"]["bpp"] == 16 * 18 / 32**2
     # independent PSNR: the same reconstructions (same per-batch generators) scored by scikit-image
     data = load_image_dataset("embedded", "eval", 32, train=False)
@@ -53,7 +54,7 @@ def test_missing_lpips_weights_are_skipped_with_the_reason(tmp_path, monkeypatch
     result = _evaluate(["--model", str(tmp_path / "model"), "--output-dir", str(tmp_path / "eval"),
                         "--lpips", "vgg", *FAST])
     assert "lpips_vgg" not in result["metrics"]
-    assert "import_weights lpips" in result["skipped"]["lpips_vgg"]
+    assert "import_weights lpips" in result["skipped_metrics"]["lpips_vgg"]
 
 
 def test_one_pass_pipelines_are_evaluated_too(tmp_path):

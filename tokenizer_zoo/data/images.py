@@ -20,7 +20,7 @@ hold everywhere:
 * Images need both sides >= :data:`MIN_IMAGE_SIDE` (8 px). Smaller ones are rejected with
   :class:`ImageTooSmallError`; anything at least that large is accepted and later upscaled by the
   Resize of the transforms when its short side is below the training resolution.
-* Corrupt, truncated or non-image files raise :class:`InvalidImageError` naming the file.
+* Empty, corrupt, truncated or non-image files raise :class:`InvalidImageError` naming the file.
 """
 
 from __future__ import annotations
@@ -66,6 +66,8 @@ def open_image(source: PathLike | bytes, name: str | None = None) -> Image.Image
     if name is None:
         name = "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
     stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+    if (len(source) if isinstance(source, (bytes, bytearray)) else _size(source)) == 0:
+        raise InvalidImageError(f"image file {name} is empty (0 bytes); re-download or remove it")
     try:
         with Image.open(stream) as image:
             image.load()  # decode now: truncated data fails here, inside the try
@@ -78,6 +80,13 @@ def open_image(source: PathLike | bytes, name: str | None = None) -> Image.Image
             "truncated or not an image; re-download or remove it."
         ) from error
     return to_rgb(image, name)
+
+
+def _size(path: PathLike) -> int | None:
+    try:
+        return os.path.getsize(path)
+    except (OSError, TypeError):  # missing files are reported by Image.open below; streams have no size here
+        return None
 
 
 def to_rgb(image: Image.Image, name: str | None = None) -> Image.Image:
@@ -103,6 +112,8 @@ def to_rgb(image: Image.Image, name: str | None = None) -> Image.Image:
 
 def _high_bit_to_unit(image: Image.Image) -> np.ndarray:
     values = np.asarray(image, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise InvalidImageError(f"a {image.mode}-mode image holds NaN or inf pixels; replace or drop them")
     scale = 255.0 if image.mode == "F" else 65535.0
     return np.clip(values / scale, 0.0, 1.0)
 
@@ -170,7 +181,7 @@ def _tensor_to_unit(tensor: torch.Tensor, name: str | None) -> torch.Tensor:
 
 
 def _check_range(low: float, high: float, want_low: float, want_high: float, name, what: str, interval: str) -> None:
-    if low < want_low - _RANGE_TOLERANCE or high > want_high + _RANGE_TOLERANCE:
+    if not want_low - _RANGE_TOLERANCE <= low <= high <= want_high + _RANGE_TOLERANCE:  # False for NaN too
         raise InvalidImageError(
             f"{_label(name)}: {what} must have values in {interval}, got [{low:.4g}, {high:.4g}]. "
             "Rescale the image (e.g. uint8 / 255 for [0, 1], x * 2 - 1 for [-1, 1])."

@@ -24,8 +24,10 @@ import torch
 from diffusers import DiffusionPipeline
 
 from tokenizer_zoo.outputs import EncodeOutput
+from tokenizer_zoo.pipelines.folders import check_component_files, check_finite_components, resolve_folder
 from tokenizer_zoo.pipelines.images import to_model_input
 from tokenizer_zoo.registry import ALL_REGISTRIES
+from tokenizer_zoo.validation import check_finite_input
 
 METADATA_FILE = "tokenizer_zoo.json"
 METADATA_VERSION = 1
@@ -120,6 +122,8 @@ class TokenizerPipelineMixin:
         else:
             raise TypeError(f"decode() takes an EncodeOutput, integer token indices or float codes, "
                             f"not {type(tokens).__name__}")
+        check_finite_input(codes, "codes", "pass the codes of encode() or integer token ids (NaN codes come from a "
+                                              "diverged encoder or a failed conversion)")
         return codes.to(self.device, self.decoder.dtype)
 
     # --- saving and loading -----------------------------------------------------------------
@@ -135,12 +139,13 @@ class TokenizerPipelineMixin:
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs):
         """Load from a local folder or a Hub id (the local cache is used with ``HF_HUB_OFFLINE=1``)."""
-        folder = str(pretrained_model_name_or_path)
         download = pop_download_kwargs(kwargs)  # local folders need none of them
-        if not os.path.isdir(folder):
-            folder = DiffusionPipeline.download(folder, **download)
+        folder = resolve_folder(pretrained_model_name_or_path,
+                                lambda name: DiffusionPipeline.download(name, **download))
+        check_component_files(folder)
         check_components_importable(folder)
-        pipe = super().from_pretrained(folder, **kwargs)
+        pipe = super().from_pretrained(folder, **{"use_safetensors": True, **kwargs})
+        check_finite_components(pipe, folder)
         pipe.info = load_metadata(folder).get("info", {})
         pipe.source_folder = Path(folder)
         return pipe

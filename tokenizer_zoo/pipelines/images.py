@@ -18,6 +18,7 @@ from PIL import Image
 
 from tokenizer_zoo.data.images import to_rgb
 from tokenizer_zoo.data.transforms import eval_transform
+from tokenizer_zoo.validation import check_finite_input
 
 OUTPUT_TYPES = ("pil", "np", "pt")
 
@@ -31,8 +32,9 @@ def _tensor_batch(images: torch.Tensor, size: int) -> torch.Tensor:
     if batch.shape[-2:] != (size, size):
         raise ValueError(f"image tensors must be {size}x{size} for this model, got {tuple(batch.shape[-2:])}; "
                          "pass PIL images or numpy arrays to have them resized and cropped")
-    if not torch.isfinite(batch).all() or batch.min() < -1.001 or batch.max() > 1.001:
-        raise ValueError("image tensors must be finite and in [-1, 1]; map [0, 1] images with x * 2 - 1")
+    check_finite_input(batch, "image tensors", "replace or drop the NaN/inf pixels")
+    if batch.min() < -1.001 or batch.max() > 1.001:
+        raise ValueError("image tensors must be in [-1, 1]; map [0, 1] images with x * 2 - 1")
     return batch
 
 
@@ -45,6 +47,7 @@ def _numpy_to_pil(array: np.ndarray) -> list[Image.Image]:
         batch = array
     if batch.ndim != 4 or batch.shape[-1] not in (1, 3, 4):
         raise ValueError(f"numpy images must be HWC or BHWC with 1, 3 or 4 channels, got shape {array.shape}")
+    check_finite_input(torch.as_tensor(batch), "numpy images", "replace or drop the NaN/inf pixels")
     if batch.dtype != np.uint8:
         if not np.issubdtype(batch.dtype, np.floating) or batch.min() < 0 or batch.max() > 1:
             raise ValueError("numpy images must be uint8, or float in [0, 1]")

@@ -24,9 +24,11 @@ from huggingface_hub import snapshot_download
 from tokenizer_zoo.generation.maskgit import MaskGiT
 from tokenizer_zoo.pipelines.base import pop_download_kwargs
 from tokenizer_zoo.pipelines.flowmo import FlowMoPipeline
+from tokenizer_zoo.pipelines.folders import INDEX_FILE, check_component_files, resolve_folder
 from tokenizer_zoo.pipelines.hub import folder_metrics, metrics_section, push_to_hub
 from tokenizer_zoo.pipelines.tokenizer import TokenizerPipeline
 from tokenizer_zoo.tokens import signature_of
+from tokenizer_zoo.validation import check_finite_weights
 
 TOKENIZER_PIPELINES = {cls.__name__: cls for cls in (FlowMoPipeline, TokenizerPipeline)}
 CONFIG_FILE = "maskgit_pipeline.json"
@@ -35,13 +37,10 @@ CONFIG_VERSION = 1
 
 def load_tokenizer_pipeline(name_or_path: str | os.PathLike, **kwargs):
     """A FlowMoPipeline or TokenizerPipeline, whichever the folder (or Hub id) holds."""
-    folder = Path(name_or_path)
-    if not folder.is_dir():
-        folder = Path(FlowMoPipeline.download(str(name_or_path), **pop_download_kwargs(kwargs)))
-    index = folder / "model_index.json"
-    if not index.is_file():
-        raise ValueError(f"{folder} has no model_index.json: give a tokenizer folder written by save_pretrained")
-    class_name = json.loads(index.read_text()).get("_class_name")
+    download = pop_download_kwargs(kwargs)
+    folder = resolve_folder(name_or_path, lambda name: FlowMoPipeline.download(name, **download))
+    check_component_files(folder)
+    class_name = json.loads((folder / INDEX_FILE).read_text()).get("_class_name")
     if class_name not in TOKENIZER_PIPELINES:
         raise ValueError(f"{folder} holds a {class_name}, not a tokenizer pipeline ({', '.join(TOKENIZER_PIPELINES)})")
     return TOKENIZER_PIPELINES[class_name].from_pretrained(folder, **kwargs)
@@ -112,9 +111,8 @@ class MaskGiTPipeline:
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs) -> "MaskGiTPipeline":
         """Load from a local folder or a Hub id (the local cache is used with ``HF_HUB_OFFLINE=1``)."""
-        folder = Path(name_or_path)
-        if not folder.is_dir():
-            folder = Path(snapshot_download(str(name_or_path), **pop_download_kwargs(kwargs)))
+        download = pop_download_kwargs(kwargs)
+        folder = resolve_folder(name_or_path, lambda name: snapshot_download(name, **download))
         path = folder / CONFIG_FILE
         if not path.is_file():
             raise ValueError(f"{folder} has no {CONFIG_FILE}: give a folder written by MaskGiTPipeline.save_pretrained")
@@ -123,7 +121,9 @@ class MaskGiTPipeline:
             raise ValueError(f"{path} has format_version {config.get('format_version')!r}; this tokenizer-zoo reads "
                              f"version {CONFIG_VERSION}. Upgrade tokenizer-zoo or re-save the pipeline.")
         tokenizer = load_tokenizer_pipeline(folder / "tokenizer", **kwargs)
-        pipe = cls(MaskGiT.from_pretrained(folder / "maskgit"), tokenizer, config.get("info"))
+        maskgit = MaskGiT.from_pretrained(folder / "maskgit", use_safetensors=True)
+        check_finite_weights(maskgit.state_dict(), folder / "maskgit")
+        pipe = cls(maskgit, tokenizer, config.get("info"))
         pipe.sampling_defaults = {**cls.sampling_defaults, **config.get("sampling_defaults", {})}
         pipe.source_folder = folder
         return pipe

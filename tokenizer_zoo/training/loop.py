@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from tokenizer_zoo.data import load_image_dataset
 from tokenizer_zoo.metrics.psnr import psnr
+from tokenizer_zoo.training.checkpoints import check_training_logs
 from tokenizer_zoo.training.reporting import resolve_mixed_precision, save_comparison_grid
 
 
@@ -114,8 +115,10 @@ def after_micro_step(accelerator: Accelerator, weight_norm, ema, params) -> bool
 
 
 def log_metrics(accelerator: Accelerator, logs: dict[str, torch.Tensor], step: int, progress=None) -> dict[str, float]:
-    """Average ``logs`` over processes, send them to the trackers and show them on the progress bar."""
+    """Average ``logs`` over processes, send them to the trackers and show them on the progress bar; stop
+    training when one is NaN or inf."""
     means = {k: accelerator.reduce(v.detach(), "mean").item() for k, v in logs.items()}
+    check_training_logs(accelerator, means, step)
     accelerator.log(means, step=step)
     if progress is not None:
         progress.set_postfix({k: f"{v:.4f}" for k, v in means.items()})
