@@ -37,7 +37,8 @@ from tokenizer_zoo.data import load_image_dataset  # noqa: E402
 from tokenizer_zoo.generation import MaskGiT  # noqa: E402
 from tokenizer_zoo.metrics.generation import PixelClassifier, generation_metrics, inception_features  # noqa: E402
 from tokenizer_zoo.metrics.inception import InceptionFeatureExtractor, InceptionWeightsMissingError  # noqa: E402
-from tokenizer_zoo.pipelines import MaskGiTPipeline, load_tokenizer_pipeline  # noqa: E402
+from tokenizer_zoo.data.transforms import signed_to_unit, unit_to_signed  # noqa: E402
+from tokenizer_zoo.pipelines import TOKENIZER_PIPELINES, MaskGiTPipeline, load_pipeline  # noqa: E402
 from tokenizer_zoo.training.checkpoints import resume, save_checkpoint  # noqa: E402
 from tokenizer_zoo.training.loop import (RecipeConfig, accumulated_step, after_micro_step,  # noqa: E402
                                          build_accelerator, config_yaml, ema_weights, epoch_batches, log_metrics)
@@ -69,7 +70,7 @@ class MaskGiTConfig(RecipeConfig):
     ema_decay: float = 0.999
     encode_batch_size: int = 64
     # sampling (MaskGiT) and decoding (the tokenizer; eval_steps = its sampler steps)
-    num_steps: int = 8
+    num_inference_steps: int = 8  # MaskGiT's decoding steps
     guidance_scale: float = 2.0
     temperature: float = 1.0
     choice_temperature: float = 4.5
@@ -89,8 +90,8 @@ def sample(pipe: MaskGiTPipeline, labels: torch.Tensor, cfg: MaskGiTConfig, seed
     generator = torch.Generator(pipe.device).manual_seed(seed)
     chunks = labels.split(batch_size)
     images = [pipe(chunk, generator=generator, output_type="pt", decode_kwargs={"num_inference_steps": cfg.eval_steps}
-                   ).cpu() for chunk in tqdm(chunks, desc=description, disable=len(chunks) == 1)]
-    return torch.cat(images)
+                   ).images.cpu() for chunk in tqdm(chunks, desc=description, disable=len(chunks) == 1)]
+    return unit_to_signed(torch.cat(images))
 
 
 def balanced_labels(count: int, num_classes: int) -> torch.Tensor:
@@ -125,9 +126,9 @@ def evaluate(pipe: MaskGiTPipeline, cfg: MaskGiTConfig, out: Path) -> dict:
     samples = sample(pipe, sample_labels, cfg, cfg.seed + 1, batch)
     save_image_grid(samples[: 10 * cfg.num_classes], out / "samples.png", per_row=cfg.num_classes)
     generator = torch.Generator(pipe.device).manual_seed(cfg.seed)
-    recon = torch.cat([pipe.tokenizer(images.to(pipe.device), generator=generator, output_type="pt",
-                                      num_inference_steps=cfg.eval_steps).cpu()
-                       for images in tqdm(held_images.split(batch), desc="reconstructing")])
+    recon = unit_to_signed(torch.cat([pipe.tokenizer(signed_to_unit(images.to(pipe.device)), generator=generator,
+                                                     output_type="pt", num_inference_steps=cfg.eval_steps).images.cpu()
+                                      for images in tqdm(held_images.split(batch), desc="reconstructing")]))
     rows = {"MaskGiT samples": (samples, sample_labels),
             "tokenizer reconstructions of held-out images": (recon, held_labels),
             "real held-out images": (held_images, held_labels)}
@@ -162,7 +163,7 @@ def main(argv: list[str] | None = None) -> MaskGiTPipeline:
     accelerator = build_accelerator(out, cfg.mixed_precision, cfg.gradient_accumulation_steps, cfg.seed)
 
     # --- the tokenizer and its cached tokens ----------------------------------------------------
-    tokenizer = load_tokenizer_pipeline(cfg.tokenizer).to(accelerator.device)
+    tokenizer = load_pipeline(cfg.tokenizer, kinds=TOKENIZER_PIPELINES).to(accelerator.device)
     tokenizer.set_progress_bar_config(disable=True)
     train_set = labelled_images(cfg, cfg.dataset, cfg.dataset_split, tokenizer.image_size)
     with accelerator.main_process_first():  # the main process encodes, the others read its file
@@ -196,10 +197,8 @@ def main(argv: list[str] | None = None) -> MaskGiTPipeline:
     params = list(accelerator.unwrap_model(model).maskgit.parameters())
 
     def pipeline() -> MaskGiTPipeline:
-        pipe = MaskGiTPipeline(accelerator.unwrap_model(model).maskgit, tokenizer)
-        pipe.sampling_defaults = {"num_steps": cfg.num_steps, "guidance_scale": cfg.guidance_scale,
-                                  "temperature": cfg.temperature, "choice_temperature": cfg.choice_temperature}
-        return pipe
+        return MaskGiTPipeline(accelerator.unwrap_model(model).maskgit, tokenizer, cfg.num_inference_steps,
+                               cfg.guidance_scale, cfg.temperature, cfg.choice_temperature)
 
     def sample_grid(tag: str) -> None:
         """One row per class, EMA weights, fixed seed."""

@@ -115,13 +115,13 @@ def test_tiny_pipeline_round_trip(name, tmp_path):
     pipe = TokenizerPipeline(tokenizer.encoder, tokenizer.quantizer, tokenizer.decoder)
     for part in (pipe.encoder, pipe.quantizer, pipe.decoder):  # from_pretrained returns eval-mode modules; in
         part.eval()  # train mode diffusers' VAE decoder differs by ~5e-6 on CPU
-    images = _images(2)
-    out = pipe(images, output_type="pt")
+    images = (_images(2) + 1) / 2  # pipelines take and give [0, 1]
+    out = pipe(images, output_type="pt").images
     assert out.shape == images.shape
     pipe.save_pretrained(tmp_path)
     loaded = TokenizerPipeline.from_pretrained(tmp_path)
     assert type(loaded.decoder) is type(tokenizer.decoder) and _public(loaded.decoder.config) == _public(pipe.decoder.config)
-    torch.testing.assert_close(loaded(images, output_type="pt"), out, rtol=0, atol=0)
+    torch.testing.assert_close(loaded(images, output_type="pt").images, out, rtol=0, atol=0)
 
 
 def test_cnn_takes_any_quantizer():

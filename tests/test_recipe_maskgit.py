@@ -14,7 +14,7 @@ from tokenizer_zoo.data import EmbeddedDigits
 from tokenizer_zoo.pipelines import MaskGiTPipeline
 
 TINY = ["hidden_size=32", "num_layers=1", "num_heads=2", "batch_size=8", "warmup_steps=10", "log_every=1",
-        "checkpoint_every=2", "grid_every=100", "grid_per_class=1", "eval_steps=2", "num_steps=4", "eval_samples=0"]
+        "checkpoint_every=2", "grid_every=100", "grid_per_class=1", "eval_steps=2", "num_inference_steps=4", "eval_samples=0"]
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_resumed_training_equals_an_uninterrupted_run(tmp_path, tokenizer):
         assert torch.allclose(resumed[name], value, atol=1e-6), name
     loaded = MaskGiTPipeline.from_pretrained(tmp_path / "resumed" / "pipeline")
     assert loaded.maskgit.config.token_shape == [16, 2] and loaded.maskgit.split.radices == [512, 512]
-    assert loaded.sampling_defaults["num_steps"] == 4 and loaded.info["recipe"] == "maskgit"
+    assert loaded.sampling_defaults["num_inference_steps"] == 4 and loaded.info["recipe"] == "maskgit"
 
 
 def test_metrics_rows_with_a_stand_in_feature_network(tmp_path, tokenizer, monkeypatch):

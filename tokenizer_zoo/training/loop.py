@@ -17,6 +17,7 @@ from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_
 from torch.utils.data import DataLoader
 
 from tokenizer_zoo.data import load_image_dataset
+from tokenizer_zoo.data.transforms import signed_to_unit, unit_to_signed
 from tokenizer_zoo.metrics.psnr import psnr
 from tokenizer_zoo.training.reporting import resolve_mixed_precision, save_comparison_grid
 
@@ -135,14 +136,16 @@ def ema_weights(ema, params: list[torch.nn.Parameter]):
 
 @torch.no_grad()
 def reconstruct(model, images: torch.Tensor, num_inference_steps: int = 25, seed: int = 0, **decode_kwargs) -> torch.Tensor:
-    """Held-out reconstructions (pt, [-1, 1]) through ``model.to_pipeline()`` with a fixed generator, in eval mode."""
+    """Held-out reconstructions of ``images`` (both [-1, 1], the training convention) through
+    ``model.to_pipeline()`` (whose images are [0, 1]) with a fixed generator, in eval mode."""
     pipe = model.to_pipeline()
     pipe.set_progress_bar_config(disable=True)
     was_training = model.training
     model.eval()
     try:
-        return pipe(images.to(pipe.device), num_inference_steps=num_inference_steps,
-                    generator=torch.Generator(pipe.device).manual_seed(seed), output_type="pt", **decode_kwargs)
+        recon = pipe(signed_to_unit(images.to(pipe.device)), num_inference_steps=num_inference_steps,
+                     generator=torch.Generator(pipe.device).manual_seed(seed), output_type="pt", **decode_kwargs).images
+        return unit_to_signed(recon)
     finally:
         model.train(was_training)
 
