@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.recipes import load_recipe, run_recipe
+from tests.recipes import assert_trained, heldout_loss, initial_tokenizer, load_recipe, run_recipe
 from tokenizer_zoo.pipelines import FlowMoPipeline
 
 # small and fast: no LPIPS (covered by the loss tests), tiny images, a few steps
@@ -41,9 +41,15 @@ def test_resume_equals_uninterrupted_training(tmp_path):
     assert straight.keys() == resumed.keys() and straight
     for name in straight:
         torch.testing.assert_close(resumed[name], straight[name], atol=1e-6, rtol=0, msg=name)
-    # the output folder loads back as a pipeline and its weights are not the initial ones
+    # the output folder loads back as a pipeline, every weight trained and the held-out flow loss fell
     pipe = FlowMoPipeline.from_pretrained(tmp_path / "resumed" / "pipeline")
     assert pipe.decoder.config.image_size == 32
+    initial = initial_tokenizer("flowmo_tiny")
+    initial_weights = {f"{part}.{k}": v for part in ("encoder", "decoder")
+                       for k, v in getattr(initial, part).state_dict().items()}
+    assert_trained(initial_weights, {k: v for k, v in resumed.items() if k in initial_weights},
+                   heldout_loss(initial.encoder, initial.quantizer, initial.decoder),
+                   heldout_loss(pipe.encoder, pipe.quantizer, pipe.decoder))
     first = sorted((tmp_path / "resumed" / "grids").glob("*.png"))
     assert [p.name for p in first] == ["step_00000000.png", "step_00000003.png", "step_00000006.png"]
 
