@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Optional
 
 import torch
 
@@ -40,7 +39,7 @@ class Stage1AConfig(RecipeConfig):
     output_dir: str = "outputs/flowmo_1a_tiny"
     max_steps: int = 1500
     lr: float = 1e-4
-    encoder_freeze_step: Optional[int] = None  # the encoder's learning rate is 0 from this step on
+    encoder_freeze_step: int | None = None  # the encoder's learning rate is 0 from this step on
     perceptual_weight: float = 0.1
     perceptual_net: str = "lpips_vgg"
     grid_every: int = 500
@@ -89,7 +88,7 @@ def heldout_report(trainer: Trainer, images: torch.Tensor, cfg: Stage1AConfig, m
     return evaluate
 
 
-def freeze_encoder(optimizer, freeze_step: Optional[int]):
+def freeze_encoder(optimizer, freeze_step: int | None):
     """``after_step(step)`` of the loop: the encoder's learning rate is 0 from ``freeze_step`` on."""
 
     def after_step(step: int) -> dict:

@@ -61,7 +61,7 @@ class MaskGiTConfig(RecipeConfig):
     batch_size: int = 64
     lr: float = 4e-4
     weight_decay: float = 0.03
-    adam_betas: tuple = (0.9, 0.96)
+    adam_betas: tuple[float, float] = (0.9, 0.96)
     warmup_steps: int = 200
     ema_decay: float = 0.999
     encode_batch_size: int = 64

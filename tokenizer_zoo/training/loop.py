@@ -62,7 +62,7 @@ class RecipeConfig:
     batch_size: int = 16  # per process, per micro-step
     gradient_accumulation_steps: int = 1
     num_workers: int = 0
-    adam_betas: tuple = (0.9, 0.95)
+    adam_betas: tuple[float, float] = (0.9, 0.95)
     ema_decay: float = 0.9999
     timestep_sampler: str = "thick_tailed_logit_normal"
     cfg_dropout: float = 0.1
