@@ -59,6 +59,9 @@ def test_maskgit_returns_a_dataclass_or_a_tuple():
     (as_tuple,) = pipe([1, 2], generator=seeded(), return_dict=False, **kwargs)
     assert isinstance(out, ImagePipelineOutput) and out.images.shape == (2, 32, 32, 3)
     np.testing.assert_array_equal(as_tuple, out.images)
+    pipe.tokenizer.scheduler = FlowMatchEulerDiscreteScheduler()  # a diffusers scheduler in the tokenizer
+    swapped = pipe([1, 2], generator=seeded(), **kwargs).images
+    assert swapped.shape == (2, 32, 32, 3) and not np.array_equal(swapped, out.images)
 
 
 @pytest.mark.parametrize("kind", TOKENIZERS)
@@ -151,13 +154,15 @@ def test_our_scheduler_is_diffusers_flow_match_euler_with_custom_sigmas():
     ("maskgit", "num_steps", "num_inference_steps"),
     ("maskgit", "temprature", "temperature"),
     ("one_pass", "generater", "generator"),
+    ("likelihood", "num_inference_step", "num_inference_steps"),
 ])
 def test_unknown_keywords_name_the_closest_valid_one(call, typo, suggestion, images):
     pipe = tiny_pipeline()
     calls = {"decode": lambda **kw: pipe.decode(pipe.encode(images), **kw),
              "__call__": lambda **kw: pipe(images, **kw), "encode": lambda **kw: pipe.encode(images, **kw),
              "maskgit": lambda **kw: maskgit_pipeline()([0], **kw),
-             "one_pass": lambda **kw: one_pass_pipeline().decode(torch.zeros(1, 16, 2, dtype=torch.long), **kw)}
+             "one_pass": lambda **kw: one_pass_pipeline().decode(torch.zeros(1, 16, 2, dtype=torch.long), **kw),
+             "likelihood": lambda **kw: pipe.likelihood(images, **kw)}
     with pytest.raises(TypeError, match=f"unexpected keyword argument '{typo}'; did you mean '{suggestion}'"):
         calls[call](**{typo: 1})
 

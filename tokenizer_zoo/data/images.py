@@ -200,7 +200,6 @@ def _check_size(width: int, height: int, name: str | None) -> None:
         )
 
 
-
 OUTPUT_TYPES = ("pil", "np", "pt")
 
 

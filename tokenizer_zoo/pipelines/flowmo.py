@@ -117,6 +117,7 @@ class FlowMoPipeline(TokenizerPipelineMixin, DiffusionPipeline):
         images = from_model_output(x, output_type)
         return ImagePipelineOutput(images=images) if return_dict else (images,)
 
+    @check_arguments()
     @torch.no_grad()
     def likelihood(self, images, num_inference_steps: int = 32, rho: float = 1.0, divergence: str = "auto",
                    num_probes: int = 1, guidance_scale: float = 1.0,
