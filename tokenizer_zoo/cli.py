@@ -2,7 +2,7 @@
 
     tokenizer-zoo list                                   every registered component, plugins included
     tokenizer-zoo encode IMAGES... --model M -o tokens.safetensors [--batch-size 16]
-    tokenizer-zoo decode tokens.safetensors --model M -o DIR [--steps 25 --rho 4 --guidance 1.5 --seed 0]
+    tokenizer-zoo decode tokens.safetensors --model M -o DIR [--steps N --rho R --guidance G --seed 0]
     tokenizer-zoo reconstruct IMAGES... --model M -o DIR [sampler flags]   PNGs + grid.png
     tokenizer-zoo likelihood IMAGES... --model M [--steps 25 --seed 0]     bits/dim per image
 
@@ -10,7 +10,9 @@ IMAGES are files, directories (searched recursively for image files) and glob pa
 are read by :func:`tokenizer_zoo.data.images.open_image` and resized/cropped by the pipeline's
 evaluation transform, the rules the datasets follow. Unreadable images are reported on stderr and
 skipped, or stop the command with ``--strict``. M is a pipeline folder or a Hub id (the local
-cache is used with ``HF_HUB_OFFLINE=1``). Exit status: 0 success, 1 error, 2 bad usage.
+cache is used with ``HF_HUB_OFFLINE=1``) of any kind: FlowMoPipeline, TokenizerPipeline, or
+MaskGiTPipeline, whose tokenizer is used. Sampler flags left out take the model's saved defaults.
+Exit status: 0 success, 1 error, 2 bad usage.
 """
 
 from __future__ import annotations
