@@ -71,4 +71,6 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     assert rank0.keys() == rank1.keys() == single_state.keys()
     for name, value in single_state.items():
         torch.testing.assert_close(rank1[name], rank0[name], atol=0, rtol=0, msg=name)
-        torch.testing.assert_close(rank0[name], value, atol=1e-5, rtol=1e-4, msg=name)
+        # all-reduce order changes gradients by ~1e-7; Adam can turn that into ~2e-5 on near-zero gradients
+        # (a wrong batch split or noise slice moves weights by ~lr = 1e-3)
+        torch.testing.assert_close(rank0[name], value, atol=5e-5, rtol=1e-4, msg=name)
