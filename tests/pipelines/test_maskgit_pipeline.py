@@ -76,6 +76,27 @@ def test_one_pass_tokenizers_and_other_folders(tmp_path):
         MaskGiTPipeline.from_pretrained(tmp_path / "saved")
 
 
+def test_folders_of_the_earlier_layout_still_load(tmp_path):
+    """Before MaskGiTPipeline was a DiffusionPipeline: maskgit/, tokenizer/ and maskgit_pipeline.json."""
+    pipe = maskgit_pipeline()
+    old = tmp_path / "old"
+    pipe.maskgit.save_pretrained(old / "maskgit")
+    pipe.tokenizer.save_pretrained(old / "tokenizer")
+    (old / "maskgit_pipeline.json").write_text(json.dumps({
+        "format_version": 1, "tokenizer_class": "FlowMoPipeline", "info": {"dataset": "digits"},
+        "sampling_defaults": {"num_steps": 3, "guidance_scale": 1.5, "temperature": 1.0, "choice_temperature": 4.5}}))
+    loaded = load_pipeline(old)
+    assert isinstance(loaded, MaskGiTPipeline) and loaded.info == {"dataset": "digits"}
+    assert loaded.sampling_defaults == {"num_inference_steps": 3, "guidance_scale": 1.5, "temperature": 1.0,
+                                        "choice_temperature": 4.5}
+    kwargs = dict(output_type="pt", decode_kwargs={"num_inference_steps": 2})
+    torch.testing.assert_close(loaded([4], generator=torch.Generator().manual_seed(1), **kwargs).images,
+                               pipe([4], num_inference_steps=3, guidance_scale=1.5,
+                                    generator=torch.Generator().manual_seed(1), **kwargs).images, rtol=0, atol=0)
+    loaded.save_pretrained(tmp_path / "new")  # re-saving migrates it
+    assert json.loads((tmp_path / "new" / "model_index.json").read_text())["num_inference_steps"] == 3
+
+
 def test_a_model_for_other_tokens_is_refused():
     fsq_tokens = tiny_maskgit(token_shape=(16,), index_vocab_size=1000, num_sub_tokens=2, num_classes=10)
     with pytest.raises(ValueError, match="pair the model with the tokenizer"):

@@ -17,7 +17,7 @@ from diffusers import DiffusionPipeline
 
 from tokenizer_zoo.pipelines.base import pop_download_kwargs
 from tokenizer_zoo.pipelines.flowmo import FlowMoPipeline
-from tokenizer_zoo.pipelines.maskgit import MaskGiTPipeline
+from tokenizer_zoo.pipelines.maskgit import LEGACY_CONFIG, MaskGiTPipeline
 from tokenizer_zoo.pipelines.tokenizer import TokenizerPipeline
 
 PIPELINES = {cls.__name__: cls for cls in (FlowMoPipeline, TokenizerPipeline, MaskGiTPipeline)}
@@ -27,6 +27,8 @@ TOKENIZER_PIPELINES = ("FlowMoPipeline", "TokenizerPipeline")
 def pipeline_class(folder: str | os.PathLike, kinds: tuple[str, ...] = tuple(PIPELINES)) -> type:
     """The pipeline class named by ``folder/model_index.json`` (ValueError when it is missing or not in ``kinds``)."""
     index = Path(folder) / "model_index.json"
+    if not index.is_file() and (Path(folder) / LEGACY_CONFIG).is_file() and "MaskGiTPipeline" in kinds:
+        return MaskGiTPipeline  # a MaskGiT folder of the earlier layout
     if not index.is_file():
         raise ValueError(f"{folder} has no model_index.json: give a pipeline folder written by save_pretrained "
                          "(a recipe's output_dir/pipeline)")

@@ -10,10 +10,16 @@ holds the sampling defaults ``num_inference_steps``, ``guidance_scale``, ``tempe
 
     maskgit/      MaskGiT (diffusers config.json + safetensors)
     tokenizer/    the FlowMoPipeline or TokenizerPipeline folder (model_index.json, ...)
+
+Folders of the earlier layout (``maskgit_pipeline.json`` instead of ``model_index.json``) still load;
+``save_pretrained`` writes them in this one.
 """
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,6 +30,8 @@ from tokenizer_zoo.pipelines.arguments import check_arguments
 from tokenizer_zoo.pipelines.base import ZooPipelineMixin
 from tokenizer_zoo.pipelines.hub import folder_metrics, metrics_section, push_to_hub
 from tokenizer_zoo.tokens import signature_of
+
+LEGACY_CONFIG = "maskgit_pipeline.json"  # the layout before MaskGiTPipeline was a DiffusionPipeline
 
 
 def check_tokens_match(maskgit: MaskGiT, tokenizer) -> None:
@@ -58,6 +66,27 @@ class MaskGiTPipeline(ZooPipelineMixin, DiffusionPipeline):
     @property
     def image_size(self) -> int:
         return self.tokenizer.image_size
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> "MaskGiTPipeline":
+        """Load a folder or Hub id; a local folder of the earlier layout (``maskgit_pipeline.json``) too."""
+        folder = Path(pretrained_model_name_or_path)
+        if (folder / LEGACY_CONFIG).is_file() and not (folder / "model_index.json").is_file():
+            return cls._from_legacy_folder(folder, **kwargs)
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    @classmethod
+    def _from_legacy_folder(cls, folder: Path, **kwargs) -> "MaskGiTPipeline":
+        from tokenizer_zoo.pipelines.loading import TOKENIZER_PIPELINES, load_pipeline
+
+        config = json.loads((folder / LEGACY_CONFIG).read_text())
+        defaults = dict(config.get("sampling_defaults", {}))
+        if "num_steps" in defaults:  # renamed to diffusers' name
+            defaults["num_inference_steps"] = defaults.pop("num_steps")
+        tokenizer = load_pipeline(folder / "tokenizer", kinds=TOKENIZER_PIPELINES, **kwargs)
+        pipe = cls(MaskGiT.from_pretrained(folder / "maskgit"), tokenizer, **defaults)
+        pipe.info = config.get("info", {})
+        return pipe
 
     def to(self, *args, **kwargs) -> "MaskGiTPipeline":
         self.tokenizer.to(*args, **kwargs)  # a pipeline, which diffusers' `to` does not move
