@@ -32,12 +32,13 @@ from accelerate.utils import DataLoaderConfiguration, gather_object
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
+from tokenizer_zoo import pipelines
 from tokenizer_zoo.data import InvalidImageError, evaluation_split, load_image_dataset
+from tokenizer_zoo.data.transforms import signed_to_unit, unit_to_signed
 from tokenizer_zoo.errors import run_main
 from tokenizer_zoo.metrics import ReconstructionFID, TokenStatistics, reconstruction_metrics
 from tokenizer_zoo.metrics.inception import InceptionFeatureExtractor, InceptionWeightsMissingError
-from tokenizer_zoo.pipelines import FlowMoPipeline, load_tokenizer_pipeline
-from tokenizer_zoo.pipelines.flowmo import DEFAULT_GUIDANCE_INTERVAL
+from tokenizer_zoo.pipelines import FlowMoPipeline
 from tokenizer_zoo.training.reporting import save_comparison_grid
 
 
@@ -50,10 +51,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--image-column", default=None)
     parser.add_argument("--num-images", type=int, default=None, help="the first N images (default: all)")
     parser.add_argument("--batch-size", type=int, default=16, help="per process")
-    parser.add_argument("--steps", type=int, default=25, help="sampling steps (diffusion decoders)")
-    parser.add_argument("--rho", type=float, default=4.0)
-    parser.add_argument("--guidance", type=float, default=1.5)
-    parser.add_argument("--guidance-interval", type=float, nargs=2, default=list(DEFAULT_GUIDANCE_INTERVAL))
+    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the pipeline's)")
+    parser.add_argument("--rho", type=float, default=None, help="default: the scheduler's")
+    parser.add_argument("--guidance", type=float, default=None, help="default: the pipeline's")
+    parser.add_argument("--guidance-interval", type=float, nargs=2, default=None, help="default: the pipeline's")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lpips", nargs="*", default=["vgg", "alex"], choices=["vgg", "alex"])
     parser.add_argument("--no-fid", action="store_true", help="skip rFID")
@@ -67,7 +68,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def load_pipeline(model: str):
     try:
-        return load_tokenizer_pipeline(model)
+        return pipelines.load_pipeline(model, kinds=pipelines.TOKENIZER_PIPELINES)
     except ValueError as error:
         raise SystemExit(str(error)) from None
 
@@ -151,8 +152,9 @@ def main(argv: list[str] | None = None) -> dict:
                                 f"{bad[0]['reason']} (--strict; without it they are skipped and listed)")
     loader = accelerator.prepare(DataLoader(data, batch_size=args.batch_size, shuffle=False, collate_fn=collate))
     pairwise, rfid, tokens, skipped_metrics = build_metrics(pipe, args, accelerator.device)
-    sampler = {"num_inference_steps": args.steps, "rho": args.rho, "guidance_scale": args.guidance,
-               "guidance_interval": tuple(args.guidance_interval)}
+    given = {"num_inference_steps": args.steps, "rho": args.rho, "guidance_scale": args.guidance,
+             "guidance_interval": args.guidance_interval and tuple(args.guidance_interval)}
+    sampler = {key: value for key, value in given.items() if value is not None}
 
     start, grid, skipped, count = time.perf_counter(), None, [], 0
     for index, batch in enumerate(tqdm(loader, desc="evaluate", disable=not accelerator.is_main_process)):
@@ -163,8 +165,9 @@ def main(argv: list[str] | None = None) -> dict:
         count += len(images)
         generator = torch.Generator(accelerator.device).manual_seed(args.seed * 1_000_003 + index * 1009
                                                                     + accelerator.process_index)
-        encoded = pipe.encode(images)
-        recon = pipe.decode(encoded, generator=generator, output_type="pt", **sampler).to(images.dtype)
+        encoded = pipe.encode(signed_to_unit(images))  # the dataset's [-1, 1] -> the pipeline's [0, 1], and back
+        recon = unit_to_signed(pipe.decode(encoded, generator=generator, output_type="pt", **sampler).images)
+        recon = recon.to(images.dtype)
         pairwise.update(recon, images)
         if rfid is not None:
             rfid.update(images, recon)
@@ -185,7 +188,7 @@ def main(argv: list[str] | None = None) -> dict:
         values.update({name: float(v) for name, v in tokens.compute().items()})
     result = {"model": args.model, "pipeline": type(pipe).__name__, "dataset": args.dataset, "split": split,
               "num_images": len(data) - len(skipped), "image_size": pipe.image_size, "seed": args.seed,
-              "sampler": sampler if isinstance(pipe, FlowMoPipeline) else "one pass",
+              "sampler": {**pipe.sampling_defaults, **sampler} if isinstance(pipe, FlowMoPipeline) else "one pass",
               "lpips_backbones": args.lpips, "metrics": values, "skipped_metrics": skipped_metrics, "skipped": skipped,
               "seconds": round(time.perf_counter() - start, 2), "processes": accelerator.num_processes}
     if accelerator.is_main_process:

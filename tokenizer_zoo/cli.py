@@ -2,7 +2,7 @@
 
     tokenizer-zoo list                                   every registered component, plugins included
     tokenizer-zoo encode IMAGES... --model M -o tokens.safetensors [--batch-size 16]
-    tokenizer-zoo decode tokens.safetensors --model M -o DIR [--steps 25 --rho 4 --guidance 1.5 --seed 0]
+    tokenizer-zoo decode tokens.safetensors --model M -o DIR [--steps N --rho R --guidance G --seed 0]
     tokenizer-zoo reconstruct IMAGES... --model M -o DIR [sampler flags]   PNGs + grid.png
     tokenizer-zoo likelihood IMAGES... --model M [--steps 25 --seed 0]     bits/dim per image
     tokenizer-zoo convert ORIGINAL.pth [--config ORIGINAL.yaml] -o FOLDER  a FlowMo release checkpoint -> pipeline
@@ -11,7 +11,9 @@ IMAGES are files, directories (searched recursively for image files) and glob pa
 are read by :func:`tokenizer_zoo.data.images.open_image` and resized/cropped by the pipeline's
 evaluation transform, the rules the datasets follow. Unreadable images are reported on stderr and
 skipped, or stop the command with ``--strict``. M is a pipeline folder or a Hub id (the local
-cache is used with ``HF_HUB_OFFLINE=1``). Errors are one line; ``--verbose`` adds the traceback.
+cache is used with ``HF_HUB_OFFLINE=1``) of any kind: FlowMoPipeline, TokenizerPipeline, or
+MaskGiTPipeline, whose tokenizer is used. Sampler flags left out take the model's saved defaults.
+Errors are one line; ``--verbose`` adds the traceback.
 Exit status: 0 success, 1 error, 2 bad usage.
 """
 
@@ -130,11 +132,12 @@ def _sources(args: argparse.Namespace) -> list[ImageSource]:
 
 # --- models -----------------------------------------------------------------------------------
 def load_pipeline(args: argparse.Namespace):
-    """The pipeline of ``--model`` on ``--device``, with progress bars per ``--quiet``."""
+    """The tokenizer of ``--model`` (a FlowMoPipeline or TokenizerPipeline folder, or a MaskGiTPipeline
+    folder's tokenizer) on ``--device``, with progress bars per ``--quiet``."""
     import torch
     from diffusers.utils import logging as diffusers_logging
 
-    from tokenizer_zoo.pipelines import FlowMoPipeline
+    from tokenizer_zoo.pipelines import MaskGiTPipeline, load_pipeline
     from tokenizer_zoo.pipelines.base import MissingPluginError
     from tokenizer_zoo.pipelines.folders import PipelineFolderError
     from tokenizer_zoo.validation import NonFiniteError
@@ -143,15 +146,19 @@ def load_pipeline(args: argparse.Namespace):
     if args.quiet:
         diffusers_logging.disable_progress_bar()  # the "Loading pipeline components" bar
     try:
-        pipe = FlowMoPipeline.from_pretrained(args.model)
+        pipe = load_pipeline(args.model)
     except (PipelineFolderError, NonFiniteError, MissingPluginError) as error:  # their messages say what to do
         raise CLIError(f"--model {error}") from error
+    except ValueError as error:  # not a pipeline folder of the zoo
+        raise CLIError(f"cannot load the model {args.model}: {error}") from error
     except Exception as error:  # diffusers / huggingface_hub raise many types for missing or offline models
         raise CLIError(f"cannot load the model {args.model}: {type(error).__name__}: {error}. For a Hub id, "
                        "download it once online (or set HF_HUB_OFFLINE=1 to use the local cache).") from error
     finally:
         if was_enabled:
             diffusers_logging.enable_progress_bar()
+    if isinstance(pipe, MaskGiTPipeline):
+        pipe = pipe.tokenizer
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         pipe.to(torch.device(device))
@@ -164,7 +171,8 @@ def load_pipeline(args: argparse.Namespace):
 def _sampling(args: argparse.Namespace) -> dict:
     import torch
 
-    return {"num_inference_steps": args.steps, "rho": args.rho, "guidance_scale": args.guidance,
+    given = {"num_inference_steps": args.steps, "rho": args.rho, "guidance_scale": args.guidance}
+    return {**{key: value for key, value in given.items() if value is not None},
             "generator": torch.Generator().manual_seed(args.seed)}
 
 
@@ -229,7 +237,7 @@ def _decode(args: argparse.Namespace) -> int:
     sampling, names = _sampling(args), OutputNames()
     for start in range(0, len(tokens), args.batch_size):
         batch = tokens.indices[start:start + args.batch_size]
-        for offset, image in enumerate(pipe.decode(batch, output_type="pil", **sampling)):
+        for offset, image in enumerate(pipe.decode(batch, output_type="pil", **sampling).images):
             index = start + offset
             image.save(folder / names(tokens.names[index] if tokens.names else None, index))
     _info(args, f"decoded {len(tokens)} images -> {folder}")
@@ -239,7 +247,8 @@ def _decode(args: argparse.Namespace) -> int:
 def _reconstruct(args: argparse.Namespace) -> int:
     import torch
 
-    from tokenizer_zoo.pipelines.images import from_model_output, to_model_input
+    from tokenizer_zoo.data.images import from_model_output
+    from tokenizer_zoo.data.transforms import to_model_input
     from tokenizer_zoo.training.reporting import save_comparison_grid
 
     sources = _sources(args)
@@ -248,8 +257,8 @@ def _reconstruct(args: argparse.Namespace) -> int:
     sampling, out_names = _sampling(args), OutputNames(reserved=(GRID_NAME,))
     originals, reconstructions, count = [], [], 0
     for images, batch_sources in read_batches(sources, args.batch_size, args.strict):
-        pixels = to_model_input(images, pipe.image_size)
-        recon = pipe(pixels, output_type="pt", **sampling).cpu()
+        pixels = to_model_input(images, pipe.image_size)  # [-1, 1], the grid's convention
+        recon = pipe(images, output_type="pt", **sampling).images.cpu() * 2 - 1
         for image, source in zip(from_model_output(recon, "pil"), batch_sources):
             image.save(folder / out_names(source.name, count))
             count += 1
@@ -263,8 +272,6 @@ def _reconstruct(args: argparse.Namespace) -> int:
 def _likelihood(args: argparse.Namespace) -> int:
     import torch
 
-    from tokenizer_zoo.pipelines.images import to_model_input
-
     sources = _sources(args)
     pipe = load_pipeline(args)
     if not callable(getattr(pipe, "likelihood", None)):
@@ -272,8 +279,8 @@ def _likelihood(args: argparse.Namespace) -> int:
     generator = torch.Generator().manual_seed(args.seed)
     rows = []
     for images, batch_sources in read_batches(sources, args.batch_size, args.strict):
-        pixels = to_model_input(images, pipe.image_size)
-        result = pipe.likelihood(pixels, num_inference_steps=args.steps, generator=generator)
+        result = pipe.likelihood(images, **({"num_inference_steps": args.steps} if args.steps else {}),
+                                 generator=generator)
         rows.extend(zip([source.name for source in batch_sources], result.bits_per_dim.float().cpu().tolist()))
     mean = sum(value for _, value in rows) / len(rows)
     _print_table(("image", "bits/dim"), [(name, f"{value:.4f}") for name, value in rows] + [("mean", f"{mean:.4f}")])
@@ -318,10 +325,11 @@ def _image_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _sampler_options(parser: argparse.ArgumentParser, full: bool = True) -> None:
-    parser.add_argument("--steps", type=_positive, default=25, help="sampling steps (default 25)")
+    parser.add_argument("--steps", type=_positive, default=None, help="sampling steps (default: the model's)")
     if full:
-        parser.add_argument("--rho", type=float, default=4.0, help="timestep schedule shift (default 4)")
-        parser.add_argument("--guidance", type=float, default=1.5, help="classifier-free guidance scale (default 1.5)")
+        parser.add_argument("--rho", type=float, default=None, help="timestep schedule shift (default: the model's)")
+        parser.add_argument("--guidance", type=float, default=None,
+                            help="classifier-free guidance scale (default: the model's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (default 0)")
 
 

@@ -3,7 +3,7 @@
     save_tokens("tokens.safetensors", pipe.encode(images).indices, pipe.quantizer, pipe.image_size,
                 preset="flowmo_lo", names=["a.png", "b.png"])
     tokens = load_tokens("tokens.safetensors", expect=pipe)   # TokenFile; raises if pipe did not make them
-    images = pipe.decode(tokens.indices)
+    images = pipe.decode(tokens.indices).images
 
 Format ``tokenizer-zoo-tokens``, version 1: one safetensors file holding exactly one tensor.
 

@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 from tests.pipelines.conftest import tiny_pipeline
 from tests.pipelines.one_pass_decoder import LinearTestDecoder
 from tokenizer_zoo.data import InvalidImageError
-from tokenizer_zoo.pipelines import FlowMoPipeline, TokenizerPipeline, load_tokenizer_pipeline
+from tokenizer_zoo.pipelines import TOKENIZER_PIPELINES, FlowMoPipeline, TokenizerPipeline, load_pipeline
 from tokenizer_zoo.pipelines.folders import PipelineFolderError
 from tokenizer_zoo.presets import build_tokenizer
 from tokenizer_zoo.validation import NonFiniteError, first_nonfinite
@@ -58,7 +58,7 @@ def test_non_finite_codes_are_refused_before_decoding(pipe, value):
     codes[0, 3, 1] = value
     with pytest.raises(NonFiniteError, match=r"^codes contain NaN or inf; pass the codes of encode\(\)"):
         pipe.decode(codes, num_inference_steps=1)
-    assert pipe.decode(encoded.indices, num_inference_steps=1, output_type="pt").isfinite().all()
+    assert pipe.decode(encoded.indices, num_inference_steps=1, output_type="pt").images.isfinite().all()
 
 
 def test_token_ids_outside_the_vocabulary_are_refused(pipe):
@@ -94,7 +94,7 @@ def test_a_missing_component_file_names_the_component_and_folder(tmp_path, compo
         FlowMoPipeline.from_pretrained(tmp_path / "model")
     shutil.rmtree(tmp_path / "model" / component)
     with pytest.raises(PipelineFolderError, match=rf"pipeline's {component} is missing: {tmp_path / 'model'} has no"):
-        load_tokenizer_pipeline(tmp_path / "model")
+        load_pipeline(tmp_path / "model", kinds=TOKENIZER_PIPELINES)
 
 
 @pytest.mark.parametrize("path", ["{tmp}/missing", "./missing_here", "{tmp}/a/b/c", "~/surely-missing-folder"])
@@ -109,4 +109,4 @@ def test_a_nonexistent_local_path_is_no_such_folder_not_a_hub_id(tmp_path, monke
         FlowMoPipeline.from_pretrained(path.format(tmp=tmp_path))
     (tmp_path / "outputs").mkdir()  # a relative path whose parent exists here is a path, not owner/name
     with pytest.raises(PipelineFolderError, match="outputs/run: no such folder"):
-        load_tokenizer_pipeline("outputs/run")
+        load_pipeline("outputs/run", kinds=TOKENIZER_PIPELINES)

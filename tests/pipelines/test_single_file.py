@@ -16,6 +16,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from tokenizer_zoo.cli import main
+from tokenizer_zoo.data.transforms import signed_to_unit, unit_to_signed
 from tokenizer_zoo.pipelines import FlowMoPipeline
 from tokenizer_zoo.pipelines import single_file
 from tokenizer_zoo.pipelines.single_file import CheckpointError
@@ -46,7 +47,7 @@ def test_codes_match_the_release(pipe, expected):
         quantized = pipe.quantizer(prequantized).quantized
     torch.testing.assert_close(prequantized, expected["code_prequantized"], rtol=0, atol=ATOL)
     assert torch.equal(quantized, expected["code_quantized"])
-    assert torch.equal(pipe.encode(expected["images"]).codes, expected["code_quantized"])
+    assert torch.equal(pipe.encode(signed_to_unit(expected["images"])).codes, expected["code_quantized"])
     assert torch.equal(pipe.decoder.code_condition(quantized), expected["decoder_code_input"])
 
 
@@ -70,13 +71,14 @@ def test_release_sampler_settings_come_from_the_yaml(pipe):
     assert sampling["num_inference_steps"] == 4 and sampling["rho"] == 4.0 and sampling["guidance_scale"] == 1.5
     assert sampling["guidance_interval"] == pytest.approx([0.17 / 1.17, 1.02 / 2.02], abs=1e-15)
     assert pipe.scheduler.config.num_inference_steps == 4 and pipe.scheduler.config.rho == 4.0
+    assert pipe.sampling_defaults == {**sampling, "guidance_interval": tuple(sampling["guidance_interval"])}
 
 
 def test_sample_from_given_noise_matches_the_release(pipe, expected):
     sample = expected["sample_4step_pow4_cfg1.5"]  # rf_sample's last step, before the final clip
-    images = pipe.decode(pipe.encode(expected["images"]), latents=expected["z"], output_type="pt",
-                         **pipe.info["sampling"])
-    torch.testing.assert_close(images, sample.clamp(-1, 1), rtol=0, atol=ATOL)
+    # the release's settings are the converted pipeline's defaults: a plain decode samples as the release does
+    images = pipe.decode(pipe.encode(signed_to_unit(expected["images"])), latents=expected["z"], output_type="pt")
+    torch.testing.assert_close(unit_to_signed(images.images), sample.clamp(-1, 1), rtol=0, atol=ATOL)
     # every value, unclipped: the same sampler run step by step through the scheduler
     sampling = pipe.info["sampling"]
     velocity = conditional_velocity(pipe.decoder, expected["code_quantized"], sampling["guidance_scale"],
@@ -97,7 +99,7 @@ def test_latents_must_fit_the_tokens(pipe, expected):
 
 def test_release_indices_layout(pipe, expected):
     """Indices as the release's LFQ makes them: sub-token j of a token is channels j, j + G, ...; first channel = bit 0."""
-    indices = pipe.encode(expected["images"]).indices
+    indices = pipe.encode(signed_to_unit(expected["images"])).indices
     bits = (expected["code_prequantized"] > 0).long()
     groups = 18 // 9
     reference = torch.zeros_like(indices)
@@ -111,7 +113,8 @@ def test_release_indices_layout(pipe, expected):
 # --- the conversion ---------------------------------------------------------------------------
 def _unused_release_tensors() -> list[str]:
     """What the release allocates at depth 2 and never uses, written out from its forward pass."""
-    names = [f"encoder.time_in.{layer}.{p}" for layer in ("in_layer", "out_layer") for p in ("weight", "bias")]
+    names = ["encoder.txt_in.weight"]  # multiplies zeros: the code stream starts from its bias
+    names += [f"encoder.time_in.{layer}.{p}" for layer in ("in_layer", "out_layer") for p in ("weight", "bias")]
     names += [f"encoder.double_blocks.{i}.{s}_mod.lin.{p}" for i in (0, 1) for s in ("img", "txt")
               for p in ("weight", "bias")]
     names += [f"encoder.final_layer_img.{m}.{p}" for m in ("linear", "adaLN_modulation.1") for p in ("weight", "bias")]
@@ -160,7 +163,7 @@ def test_save_and_load_round_trip(pipe, expected, tmp_path):
     with torch.no_grad():
         velocity = loaded.decoder(expected["code_quantized"], expected["x_t"], expected["t"])
     torch.testing.assert_close(velocity, expected["velocity"], rtol=0, atol=ATOL)
-    assert torch.equal(loaded.encode(expected["images"]).indices, pipe.encode(expected["images"]).indices)
+    assert torch.equal(loaded.encode(signed_to_unit(expected["images"])).indices, pipe.encode(signed_to_unit(expected["images"])).indices)
 
 
 # --- bad files --------------------------------------------------------------------------------
@@ -271,4 +274,4 @@ def test_the_model_card_states_the_release_sampler(pipe):
 
     card = model_card(pipe, "someone/flowmo-release-tiny")
     assert "| num_inference_steps | 4 |" in card
-    assert f"| guidance_interval | {[0.17 / 1.17, 1.02 / 2.02]} |" in card
+    assert f"| guidance_interval | {(0.17 / 1.17, 1.02 / 2.02)} |" in card  # the pipeline's defaults

@@ -23,9 +23,10 @@ from typing import Any
 import torch
 from diffusers import DiffusionPipeline
 
+from tokenizer_zoo.data.transforms import to_model_input
 from tokenizer_zoo.outputs import EncodeOutput
+from tokenizer_zoo.pipelines.arguments import check_arguments
 from tokenizer_zoo.pipelines.folders import check_component_files, check_finite_components, resolve_folder
-from tokenizer_zoo.pipelines.images import to_model_input
 from tokenizer_zoo.registry import ALL_REGISTRIES
 from tokenizer_zoo.validation import check_finite_input
 
@@ -87,46 +88,11 @@ def check_components_importable(folder: str | os.PathLike) -> None:
             ) from error
 
 
-class TokenizerPipelineMixin:
-    """Encoding, metadata and loading shared by FlowMoPipeline and TokenizerPipeline."""
+class ZooPipelineMixin:
+    """Saving and loading with ``tokenizer_zoo.json`` (component sources, ``info``), for every pipeline of the zoo."""
 
     info: dict[str, Any]
 
-    @property
-    def image_size(self) -> int:
-        return self.decoder.config.image_size
-
-    @property
-    def bits_per_pixel(self) -> float:
-        """Tokens per image x bits per token / pixels (raises TypeError for continuous codes)."""
-        bits = self.quantizer.bits_per_token
-        pixels = torch.zeros(1, 3, self.image_size, self.image_size, device=self.device, dtype=self.encoder.dtype)
-        with torch.no_grad():
-            tokens = self.encoder(pixels).shape[1]
-        return tokens * bits / self.image_size**2
-
-    @torch.no_grad()
-    def encode(self, images) -> EncodeOutput:
-        """Tokens of images (PIL, numpy HWC, or tensors (B,3,H,W) in [-1, 1]; single or batched)."""
-        pixels = to_model_input(images, self.image_size).to(self.device, self.encoder.dtype)
-        quantized = self.quantizer(self.encoder(pixels))
-        return EncodeOutput(indices=quantized.indices, codes=quantized.quantized)
-
-    def _codes(self, tokens) -> torch.Tensor:
-        if isinstance(tokens, EncodeOutput):
-            codes = tokens.codes
-        elif isinstance(tokens, torch.Tensor) and not tokens.is_floating_point():
-            codes = self.quantizer.indices_to_codes(tokens.to(self.device))
-        elif isinstance(tokens, torch.Tensor):
-            codes = tokens
-        else:
-            raise TypeError(f"decode() takes an EncodeOutput, integer token indices or float codes, "
-                            f"not {type(tokens).__name__}")
-        check_finite_input(codes, "codes", "pass the codes of encode() or integer token ids (NaN codes come from a "
-                                              "diverged encoder or a failed conversion)")
-        return codes.to(self.device, self.decoder.dtype)
-
-    # --- saving and loading -----------------------------------------------------------------
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
         """diffusers' save (safetensors) plus ``tokenizer_zoo.json`` (component sources and ``info``)."""
         kwargs.setdefault("safe_serialization", True)
@@ -149,3 +115,46 @@ class TokenizerPipelineMixin:
         pipe.info = load_metadata(folder).get("info", {})
         pipe.source_folder = Path(folder)
         return pipe
+
+
+class TokenizerPipelineMixin(ZooPipelineMixin):
+    """Encoding shared by FlowMoPipeline and TokenizerPipeline."""
+
+    @property
+    def image_size(self) -> int:
+        return self.decoder.config.image_size
+
+    @property
+    def bits_per_pixel(self) -> float:
+        """Tokens per image x bits per token / pixels (raises TypeError for continuous codes)."""
+        bits = self.quantizer.bits_per_token
+        pixels = torch.zeros(1, 3, self.image_size, self.image_size, device=self.device, dtype=self.encoder.dtype)
+        with torch.no_grad():
+            tokens = self.encoder(pixels).shape[1]
+        return tokens * bits / self.image_size**2
+
+    @check_arguments()
+    @torch.no_grad()
+    def encode(self, images, return_dict: bool = True) -> EncodeOutput | tuple:
+        """Tokens of images: PIL, numpy HWC/BHWC (uint8, or float in [0, 1]) or tensors CHW/BCHW (float in
+        [0, 1]), one or a list; resized and centre-cropped to the model's size. ``return_dict=False``:
+        the tuple ``(indices, codes)``."""
+        pixels = to_model_input(images, self.image_size).to(self.device, self.encoder.dtype)
+        quantized = self.quantizer(self.encoder(pixels))
+        if not return_dict:
+            return quantized.indices, quantized.quantized
+        return EncodeOutput(indices=quantized.indices, codes=quantized.quantized)
+
+    def _codes(self, tokens) -> torch.Tensor:
+        if isinstance(tokens, EncodeOutput):
+            codes = tokens.codes
+        elif isinstance(tokens, torch.Tensor) and not tokens.is_floating_point():
+            codes = self.quantizer.indices_to_codes(tokens.to(self.device))
+        elif isinstance(tokens, torch.Tensor):
+            codes = tokens
+        else:
+            raise TypeError(f"decode() takes an EncodeOutput, integer token indices or float codes, "
+                            f"not {type(tokens).__name__}")
+        check_finite_input(codes, "codes", "pass the codes of encode() or integer token ids (NaN codes come from a "
+                                              "diverged encoder or a failed conversion)")
+        return codes.to(self.device, self.decoder.dtype)

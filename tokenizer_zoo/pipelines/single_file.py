@@ -24,7 +24,8 @@ it compute what the release computes (all recorded in the saved configs):
   are channels g, g + G, ... with the first channel as least significant bit (same codes, other
   indices and entropy grouping);
 * parameters the release allocates but never uses are dropped (:func:`unused_parameters` lists
-  them; the conversion prints their names and count): the encoder's time embedding, block
+  them; the conversion prints their names and count): the encoder's code-input weight (it
+  multiplies zeros; only its bias is kept), its time embedding, block
   modulations and adaLN of its code head, both models' unused output heads, and the outputs of
   the stream nobody reads in the last block (its query rows, query norm, projection, MLP and, in
   the decoder, the modulation rows after shift and scale).
@@ -340,7 +341,7 @@ def unused_parameters(depths: dict[str, int]) -> list[str]:
     """Regular expressions of the release parameters that never influence its outputs."""
     enc, dec = depths["encoder"] - 1, depths["decoder"] - 1
     stream_outputs = r"(attn\.norm\.query_norm\.scale|attn\.proj\.(weight|bias)|mlp\.\d\.(weight|bias))"
-    return [r"encoder\.time_in\..+", r"encoder\.double_blocks\.\d+\.(img|txt)_mod\.lin\..+",
+    return [r"encoder\.txt_in\.weight", r"encoder\.time_in\..+", r"encoder\.double_blocks\.\d+\.(img|txt)_mod\.lin\..+",
             r"encoder\.final_layer_img\..+", r"encoder\.final_layer_txt\.adaLN_modulation\..+",
             rf"encoder\.double_blocks\.{enc}\.img_{stream_outputs}", r"decoder\.final_layer_txt\..+",
             rf"decoder\.double_blocks\.{dec}\.txt_{stream_outputs}"]
@@ -430,7 +431,8 @@ def convert_release_checkpoint(source: str | os.PathLike, config: str | os.PathL
             model.to(torch_dtype)
     scheduler = ShiftedEulerScheduler(num_inference_steps=sampling["num_inference_steps"], rho=sampling["rho"])
     pipe = FlowMoPipeline(encoder=models["encoder"], quantizer=LFQuantizer(**kwargs["quantizer"]),
-                          decoder=models["decoder"], scheduler=scheduler)
+                          decoder=models["decoder"], scheduler=scheduler, guidance_scale=sampling["guidance_scale"],
+                          guidance_interval=list(sampling["guidance_interval"]))
     preset = str(source) if str(source) in RELEASE_FILES else None
     pipe.info = {"preset": preset, "source": f"FlowMo reference release checkpoint {Path(path).name}", "steps": steps,
                  "dataset": "ImageNet-1K train (the paper's weights)" if preset else "unknown (a release checkpoint)",
