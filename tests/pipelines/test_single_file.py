@@ -160,6 +160,7 @@ def test_save_and_load_round_trip(pipe, expected, tmp_path):
     assert loaded.decoder.config.output_norm == "twice"
     assert (loaded.quantizer.config.group_layout, loaded.quantizer.config.bit_order) == ("interleaved", "lsb_first")
     assert loaded.info["sampling"]["guidance_interval"] == pipe.info["sampling"]["guidance_interval"]
+    assert loaded.sampling_defaults == pipe.sampling_defaults  # the release's sampler survives the round trip
     with torch.no_grad():
         velocity = loaded.decoder(expected["code_quantized"], expected["x_t"], expected["t"])
     torch.testing.assert_close(velocity, expected["velocity"], rtol=0, atol=ATOL)

@@ -23,7 +23,8 @@ hold everywhere:
 * Images need both sides >= :data:`MIN_IMAGE_SIDE` (8 px). Smaller ones are rejected with
   :class:`ImageTooSmallError`; anything at least that large is accepted and later upscaled by the
   Resize of the transforms when its short side is below the training resolution.
-* Empty, corrupt, truncated or non-image files raise :class:`InvalidImageError` naming the file.
+* Empty, corrupt, truncated or non-image files raise :class:`InvalidImageError` naming the file;
+  float arrays and tensors holding NaN or inf raise :class:`~tokenizer_zoo.validation.NonFiniteError`.
 """
 
 from __future__ import annotations
