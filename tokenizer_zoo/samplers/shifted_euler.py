@@ -43,7 +43,11 @@ class ShiftedEulerScheduler(FlowMatchEulerDiscreteScheduler):
 
     ``num_inference_steps`` and ``rho`` are the sampling defaults of a FlowMo pipeline; ``timesteps``
     are flow times in (0, 1] (``num_train_timesteps`` = 1), the values the FlowMo decoder takes as ``t``.
+    The parent's settings stay in the config (its methods read them); declaring the parent compatible
+    lets ``from_config`` pass over them without warning, and lets each scheduler load the other's config.
     """
+
+    _compatibles = ["FlowMatchEulerDiscreteScheduler"]
 
     @register_to_config
     def __init__(self, num_inference_steps: int = 25, rho: float = 4.0, clip_sample: bool = True):
