@@ -73,6 +73,8 @@ class FlowMoPipeline(TokenizerPipelineMixin, DiffusionPipeline):
             raise ValueError(f"latents must be the starting noise of shape {shape} (one per token sequence), got {got}")
         x = latents.to(self.device, self.decoder.dtype)
         self.scheduler.set_timesteps(num_inference_steps, rho=rho, device=self.device)
+        # checked once here: a decoder compiled with torch.compile skips its own input checks
+        self.decoder.check_inputs(codes, x, self.scheduler.timesteps[0])
         for t in self.progress_bar(self.scheduler.timesteps):
             v = self._velocity(codes, x, t, guidance_scale, guidance_interval)
             x = self.scheduler.step(v, t, x).prev_sample
