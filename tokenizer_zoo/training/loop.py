@@ -19,7 +19,6 @@ from torch.utils.data import DataLoader
 from tokenizer_zoo.data import load_image_dataset
 from tokenizer_zoo.metrics.psnr import psnr
 from tokenizer_zoo.training.reporting import resolve_mixed_precision, save_comparison_grid
-from tokenizer_zoo.training.unwrapped_state import register_unwrapped_checkpoints
 
 
 def build_accelerator(output_dir: Path, mixed_precision: str, gradient_accumulation_steps: int, seed: int) -> Accelerator:
@@ -27,8 +26,9 @@ def build_accelerator(output_dir: Path, mixed_precision: str, gradient_accumulat
 
     ``cpu=not cuda`` so that ``accelerate launch --multi_gpu`` gives real data parallelism on CPUs.
     Compilation is Accelerate's own setting (``accelerate launch --dynamo_backend inductor``, the
-    ``ACCELERATE_DYNAMO_BACKEND`` variable or the config file); checkpoints keep the plain parameter
-    names either way (:mod:`tokenizer_zoo.training.unwrapped_state`).
+    ``ACCELERATE_DYNAMO_BACKEND`` variable or the config file). Accelerate checkpoints the module it
+    was given, not its compiled wrapper, so the saved names have no ``_orig_mod.`` prefix and
+    checkpoints move between compiled and eager runs (tests/training/test_compiled_training.py).
     """
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),
@@ -38,7 +38,6 @@ def build_accelerator(output_dir: Path, mixed_precision: str, gradient_accumulat
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
-    register_unwrapped_checkpoints(accelerator)
     set_seed(seed)
     if accelerator.device.type == "cpu" and accelerator.num_processes == 1:
         # `accelerate launch` without a GPU sets OMP_NUM_THREADS=1; one CPU process should use every core
