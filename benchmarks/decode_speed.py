@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     peak = matmul_peak()
-    eager = load(args.model).to(torch.float32)
+    eager = load(args.model)
     eager.set_progress_bar_config(disable=True)
     compiled = FlowMoPipeline(**eager.components)
     compiled.decoder = torch.compile(compiled.decoder)
