@@ -3,8 +3,7 @@
 Each model is compiled at a tiny configuration; its outputs and the gradients of its parameters
 must equal eager ones to 1e-5. The parametrised test uses Dynamo's ``eager`` backend: a graph break
 fails it just as under Inductor, in seconds rather than the minute a C++ compile takes on a CPU. Two
-slower tests run the FlowMo decoder through AOTAutograd at a second (symbolic) batch size, and
-through Inductor itself.
+slower tests run the FlowMo decoder through AOTAutograd (forward and backward) and through Inductor.
 """
 
 from __future__ import annotations
@@ -119,18 +118,15 @@ def test_compiles_as_one_graph_and_matches_eager(name):
     _assert_compiled_matches_eager(name, backend="eager")
 
 
-@pytest.mark.slow
 def test_a_new_batch_size_recompiles_without_graph_breaks():
-    """The second batch size makes Dynamo retrace with a symbolic batch dimension; through AOTAutograd."""
-    _assert_compiled_matches_eager("flowmo_decoder_guided", backend="aot_eager", batches=(2, 3))
+    """The second batch size makes Dynamo retrace with a symbolic batch dimension."""
+    _assert_compiled_matches_eager("flowmo_decoder_guided", backend="eager", batches=(2, 3))
 
 
-def test_training_models_are_compared_on_gradients():
-    """Guards the test above against comparing nothing: the trainable models produce gradients."""
-    for name in ("flowmo_encoder", "flowmo_decoder_guided", "regression_decoder", "cnn_decoder", "lfq_release_layout"):
-        factory, make_inputs, make_kwargs = MODELS[name]
-        _, grads = _run(factory(), make_inputs(2), make_kwargs(2))
-        assert grads and any(g is not None and g.abs().sum() > 0 for g in grads), name
+@pytest.mark.slow
+def test_backward_through_aot_autograd_matches_eager():
+    """Gradients through AOTAutograd's joint graph, as compiled training (Inductor) builds it."""
+    _assert_compiled_matches_eager("flowmo_decoder_guided", backend="aot_eager")
 
 
 @pytest.mark.slow
