@@ -25,7 +25,8 @@ def cpu_bf16_line() -> str:
     flags = set(cpuinfo.read_text().split()) if cpuinfo.is_file() else set()
     have = [flag for flag in BF16_FLAGS if flag in flags]
     if have:
-        return f"CPU bf16 flags: {', '.join(have)} (bf16 autocast can be faster than fp32 here)"
+        return f"CPU bf16 flags: {', '.join(have)} (native bf16: autocast is not emulated; whether it beats fp32 " \
+               f"depends on the model's widths)"
     return (f"CPU bf16 flags: none of {', '.join(BF16_FLAGS)}: bf16 autocast is emulated and expected to be "
             f"SLOWER than fp32 on this CPU")
 

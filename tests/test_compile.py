@@ -17,6 +17,7 @@ from torch._dynamo.testing import CompileCounter
 
 from tokenizer_zoo.decoders import CNNDecoder, RegressionDecoder
 from tokenizer_zoo.decoders.flowmo import FlowMoDecoder
+from tokenizer_zoo.encoders import CNNEncoder
 from tokenizer_zoo.encoders.flowmo import FlowMoEncoder
 from tokenizer_zoo.generation import MaskGiT
 from tokenizer_zoo.quantizers.lfq import LFQuantizer
@@ -52,6 +53,8 @@ MODELS = {
     "lfq_release_layout": (lambda: LFQuantizer(6, bits_per_group=3, group_layout="interleaved", bit_order="lsb_first"),
                            lambda b: (torch.randn(b, 5, 6, requires_grad=True),), lambda b: {}),
     "regression_decoder": (lambda: RegressionDecoder(**TINY), lambda b: (torch.randn(b, 5, 6),), lambda b: {}),
+    "cnn_encoder": (lambda: CNNEncoder(image_size=16, block_out_channels=[8, 16], layers_per_block=1, norm_num_groups=4,
+                                       code_dim=6), _images, lambda b: {}),
     "cnn_decoder": (lambda: CNNDecoder(image_size=16, block_out_channels=[8, 16], layers_per_block=1,
                                        norm_num_groups=4, code_dim=6), lambda b: (torch.randn(b, 64, 6),),
                     lambda b: {}),
