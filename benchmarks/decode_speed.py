@@ -1,9 +1,13 @@
-"""Decode time per image of a FlowMo pipeline at several numbers of sampling steps, in one run.
+"""FlowMo decoding, eager and compiled side by side: one decoder call (NFE) and whole decodes.
 
-    python benchmarks/decode_speed.py [--model outputs/flowmo_1a_tiny/pipeline] [--steps 25 8 4 1] [--batch 16]
+    python benchmarks/decode_speed.py [--model outputs/flowmo_1a_tiny/pipeline] [--steps 25 8] [--batch 16]
 
-Without --model, a freshly initialised flowmo_tiny pipeline is timed (the time does not depend on
-the weights). Guidance is on (scale 1.5 in [0.1453, 0.5050]), as in the default decode.
+Without --model, a freshly initialised flowmo_tiny pipeline is timed (the time does not depend on the
+weights). "compiled" is the diffusers idiom ``pipe.decoder = torch.compile(pipe.decoder)`` (Inductor);
+the scheduler step is not compiled (one elementwise update per step). Decodes use guidance 1.5 inside
+the default interval, one batched call per guided step. Eager and compiled runs are interleaved (best of
+``--repeats``); FLOPs are counted by torch's FlopCounterMode and compared with the float32 ``torch.mm``
+peak measured in the same run.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import argparse
 import time
 
 import torch
+from speed_common import header, matmul_peak, side_by_side
+from torch.utils.flop_counter import FlopCounterMode
 
 from tokenizer_zoo.pipelines import FlowMoPipeline
 from tokenizer_zoo.presets import build_tokenizer
@@ -25,32 +31,54 @@ def load(model: str | None) -> FlowMoPipeline:
     return FlowMoPipeline(parts.encoder, parts.quantizer, parts.decoder, ShiftedEulerScheduler())
 
 
+def flops_of(fn) -> int:
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return counter.get_total_flops()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None)
-    parser.add_argument("--steps", type=int, nargs="+", default=[25, 8, 4, 1])
+    parser.add_argument("--steps", type=int, nargs="+", default=[25, 8])
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    pipe = load(args.model)
-    pipe.set_progress_bar_config(disable=True)
-    images = torch.rand(args.batch, 3, pipe.image_size, pipe.image_size)
-    tokens = pipe.encode(images)
-    pipe.decode(tokens, num_inference_steps=1)  # warm-up
-    rows = []
+    peak = matmul_peak()
+    eager = load(args.model)
+    eager.set_progress_bar_config(disable=True)
+    compiled = FlowMoPipeline(**eager.components)
+    compiled.decoder = torch.compile(compiled.decoder)
+    compiled.set_progress_bar_config(disable=True)
+    size = eager.image_size
+    codes = eager.encode(torch.rand(args.batch, 3, size, size)).codes  # images in [0, 1]
+    x, t = torch.randn(args.batch, 3, size, size), torch.full((args.batch,), 0.7)
+
+    rows = []  # (label, {variant: fn}, flops)
+    nfe = {name: (lambda p=pipe: p.decoder(codes, x, t)) for name, pipe in (("eager", eager), ("compiled", compiled))}
+    rows.append((f"one decoder call (NFE), batch {args.batch}", nfe, flops_of(nfe["eager"])))
     for steps in args.steps:
-        best = float("inf")
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            pipe.decode(tokens, num_inference_steps=steps, generator=torch.Generator().manual_seed(0))
-            best = min(best, time.perf_counter() - start)
-        rows.append((steps, best / args.batch))
-    base = rows[0][1]
-    print(f"{type(pipe).__name__}, {pipe.image_size} px, batch {args.batch}, {torch.get_num_threads()} threads")
-    print("| steps | ms per image | ratio to first row |")
-    print("|---|---|---|")
-    for steps, seconds in rows:
-        print(f"| {steps} | {seconds * 1e3:.2f} | {seconds / base:.3f} |")
+        decode = {name: (lambda p=pipe, n=steps: p.decode(codes, num_inference_steps=n, output_type="pt",
+                                                           generator=torch.Generator().manual_seed(0)))
+                  for name, pipe in (("eager", eager), ("compiled", compiled))}
+        rows.append((f"{steps}-step decode, guidance 1.5", decode, flops_of(decode["eager"])))
+
+    with torch.no_grad():
+        start = time.perf_counter()
+        rows[1][1]["compiled"]()  # compiles the plain and the guided (doubled batch) graphs
+        compile_seconds = time.perf_counter() - start
+        results = [(label, side_by_side(fns, args.repeats), flops) for label, fns, flops in rows]
+
+    print(header(peak))
+    print(f"{type(eager).__name__}, {size} px, batch {args.batch}; compiling took {compile_seconds:.0f} s")
+    print("| measure | eager ms / image | compiled ms / image | compiled / eager speed | eager % of peak | "
+          "compiled % of peak |")
+    print("|---|---|---|---|---|---|")
+    for label, times, flops in results:
+        e, c = times["eager"], times["compiled"]
+        print(f"| {label} | {1e3 * e / args.batch:.2f} | {1e3 * c / args.batch:.2f} | {e / c:.2f}x | "
+              f"{100 * flops / e / peak:.0f}% | {100 * flops / c / peak:.0f}% |")
 
 
 if __name__ == "__main__":

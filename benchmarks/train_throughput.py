@@ -1,11 +1,13 @@
-"""Stage-1A training throughput of FlowMo presets on this machine, against its measured matmul peak.
+"""Stage-1A training step of FlowMo presets, eager and compiled side by side, against the matmul peak.
 
-    python benchmarks/train_throughput.py [--presets flowmo_tiny flowmo_small] [--steps 3]
+    python benchmarks/train_throughput.py [--presets flowmo_tiny flowmo_small] [--repeats 5] [--bf16]
 
-For each preset: images per second of a full optimiser step (encoder, quantizer, decoder, flow
-loss; LPIPS excluded because it is not part of the tokenizer), the model FLOPs of one step counted
-by torch's FlopCounterMode (forward + backward), and the achieved fraction of the float32
-``torch.matmul`` peak measured in the same run.
+One step is what the recipe does per batch: encoder, quantizer, decoder, flow loss (LPIPS excluded: it
+is not part of the tokenizer), backward, Adam. "compiled" wraps the model in ``torch.compile`` (Inductor),
+as ``accelerate launch --dynamo_backend inductor`` does; the optimizer stays eager. Both variants share
+the weights and are timed in interleaved rounds (best of ``--repeats``). The model FLOPs of a step are
+counted by torch's FlopCounterMode and divided by the time and by the float32 ``torch.mm`` peak measured
+in the same run. ``--bf16`` adds an eager step under bf16 autocast (Accelerate's ``mixed_precision=bf16``).
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ import argparse
 import time
 
 import torch
+from speed_common import header, matmul_peak, side_by_side
 from torch.utils.flop_counter import FlopCounterMode
-from tqdm.auto import tqdm
 
 from tokenizer_zoo.losses import FlowMatchingLoss
 from tokenizer_zoo.presets import build_tokenizer
@@ -24,59 +26,67 @@ from tokenizer_zoo.training.stage1a import Stage1AModel
 BATCH = {"flowmo_tiny": 16, "flowmo_small": 1, "flowmo_lo": 1, "flowmo_hi": 1}
 
 
-def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
-    """Best observed float32 matmul FLOP/s for n x n matrices."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.matmul(a, b)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.matmul(a, b)
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best
+class TrainStep:
+    """One optimiser step of ``model`` on fixed images, with fresh flow noise each call."""
+
+    def __init__(self, model, loss: FlowMatchingLoss, optimizer, images: torch.Tensor, autocast: bool = False):
+        self.model, self.loss, self.optimizer, self.images, self.autocast = model, loss, optimizer, images, autocast
+        self.calls = 0
+
+    def __call__(self) -> None:
+        self.calls += 1
+        noise = self.loss.draw(self.images, torch.Generator().manual_seed(self.calls))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
+            loss = self.model(self.images, noise).loss
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
 
 
-def train_step(model, optimizer, images, step):
-    loss = model(images, generator=torch.Generator().manual_seed(step)).loss
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-
-
-def measure(preset: str, steps: int) -> dict[str, float]:
+def measure(preset: str, repeats: int, bf16: bool) -> dict[str, float]:
     parts = build_tokenizer(preset)
-    model = Stage1AModel(parts.encoder, parts.quantizer, parts.decoder, FlowMatchingLoss(perceptual_weight=0))
+    loss = FlowMatchingLoss(perceptual_weight=0)
+    model = Stage1AModel(parts.encoder, parts.quantizer, parts.decoder, loss)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.95))
     size = parts.preset.image_size
     images = torch.rand(BATCH.get(preset, 1), 3, size, size) * 2 - 1
+    steps = {"eager": TrainStep(model, loss, optimizer, images),
+             "compiled": TrainStep(torch.compile(model), loss, optimizer, images)}
+    if bf16:
+        steps["eager bf16"] = TrainStep(model, loss, optimizer, images, autocast=True)
     counter = FlopCounterMode(display=False)
     with counter:
-        train_step(model, optimizer, images, 0)  # also the warm-up
-    times = []
-    for step in tqdm(range(1, steps + 1), desc=preset, leave=False):
-        start = time.perf_counter()
-        train_step(model, optimizer, images, step)
-        times.append(time.perf_counter() - start)
-    seconds = sorted(times)[len(times) // 2]
-    params = sum(p.numel() for p in model.parameters())
-    return {"batch": images.shape[0], "params_M": params / 1e6, "s_per_step": seconds,
-            "images_per_s": images.shape[0] / seconds, "flops_per_step": counter.get_total_flops()}
+        steps["eager"]()  # also the warm-up
+    start = time.perf_counter()
+    steps["compiled"]()  # compiles forward and backward
+    compile_seconds = time.perf_counter() - start
+    for name, step in steps.items():
+        step()  # warm-up (a second compiled call may still specialise)
+    times = side_by_side(steps, repeats)
+    return {"batch": images.shape[0], "flops": counter.get_total_flops(), "compile_s": compile_seconds, **times}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--presets", nargs="+", default=["flowmo_tiny", "flowmo_small"])
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--presets", nargs="+", default=["flowmo_tiny"])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--bf16", action="store_true", help="also time an eager step under bf16 autocast")
     args = parser.parse_args()
     peak = matmul_peak()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; float32 matmul peak {peak / 1e9:.1f} GFLOP/s")
-    print("| preset | params (M) | batch | s/step | images/s | model GFLOP/step | achieved GFLOP/s | fraction of peak |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(header(peak))
+    extra = " | eager bf16 s/step | bf16 / fp32 speed" if args.bf16 else ""
+    print("| preset | batch | GFLOP/step | eager s/step | compiled s/step | compiled / eager speed | "
+          f"eager % of peak | compiled % of peak | compile s{extra} |")
+    print("|---" * (9 + 2 * args.bf16) + "|")
     for preset in args.presets:
-        r = measure(preset, args.steps)
-        achieved = r["flops_per_step"] / r["s_per_step"]
-        print(f"| {preset} | {r['params_M']:.2f} | {r['batch']} | {r['s_per_step']:.3f} | {r['images_per_s']:.2f} | "
-              f"{r['flops_per_step'] / 1e9:.1f} | {achieved / 1e9:.1f} | {achieved / peak:.3f} |")
+        r = measure(preset, args.repeats, args.bf16)
+        flops = r["flops"]
+        row = (f"| {preset} | {r['batch']} | {flops / 1e9:.1f} | {r['eager']:.4f} | {r['compiled']:.4f} | "
+               f"{r['eager'] / r['compiled']:.2f}x | {100 * flops / r['eager'] / peak:.0f}% | "
+               f"{100 * flops / r['compiled'] / peak:.0f}% | {r['compile_s']:.0f}")
+        if args.bf16:
+            row += f" | {r['eager bf16']:.4f} | {r['eager'] / r['eager bf16']:.2f}x"
+        print(row + " |")
 
 
 if __name__ == "__main__":

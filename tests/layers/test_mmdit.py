@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from tokenizer_zoo.layers import MMDiTBlock, MMDiTStack, OutputHead, RotaryEmbedding, flowmo_positions
+from tokenizer_zoo.layers import MMDiTBlock, MMDiTStack, OutputHead, RotaryEmbedding, TanhGELU, flowmo_positions
 
 H, HEADS = 64, 2  # head_dim 32
 
@@ -102,3 +102,10 @@ def test_output_head():
     torch.testing.assert_close(modulated(x, torch.randn(2, H)), plain(x))
     with pytest.raises(ValueError, match="vec"):
         plain(x, torch.randn(2, H))
+
+
+def test_tanh_gelu_is_torch_gelu_with_the_tanh_approximation():
+    x = torch.cat([torch.linspace(-30, 30, 20001), torch.randn(10000) * 3, torch.tensor([0.0, 1e20, -1e20])])
+    torch.testing.assert_close(TanhGELU()(x), torch.nn.functional.gelu(x, approximate="tanh"), atol=1e-6, rtol=1e-6)
+    x64 = x.double()  # the identity (1 + tanh z) / 2 = sigmoid(2z) is exact: equal to double precision
+    torch.testing.assert_close(TanhGELU()(x64), torch.nn.functional.gelu(x64, approximate="tanh"), atol=1e-12, rtol=1e-12)

@@ -7,7 +7,8 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
-from tokenizer_zoo.layers import MMDiTStack, OutputHead, TimestepEmbedder, check_images, patchify, unpatchify
+from tokenizer_zoo.layers import (MMDiTStack, OutputHead, TimestepEmbedder, check_images, patch_grid, patchify,
+                                  unpatchify)
 from tokenizer_zoo.registry import DECODERS
 
 
@@ -52,7 +53,16 @@ class FlowMoDecoder(ModelMixin, ConfigMixin):
                                       qkv_bias=qkv_bias, rope_axes_dims=rope_axes_dims, rope_theta=rope_theta)
         self.image_out = OutputHead(hidden_size, patch_channels, modulated=True, norm_twice=output_norm == "twice")
 
-    def _check_codes(self, codes: torch.Tensor, batch: int) -> None:
+    def check_inputs(self, codes: torch.Tensor, x_t: torch.Tensor | None, t, drop_code=None) -> None:
+        """Raise a clear error for inputs that :meth:`forward` cannot take.
+
+        ``forward`` runs this in eager mode only; under ``torch.compile`` the traced graph skips it, so
+        callers of a compiled decoder validate once, outside the compiled region (the pipeline does).
+        """
+        if x_t is None:
+            raise ValueError("FlowMoDecoder is a diffusion decoder: pass x_t (B, C, H, W) and t (B,)")
+        check_images(x_t, self.config.patch_size, self.config.in_channels, name="x_t")
+        batch = x_t.shape[0]
         expected = (batch, self.config.code_length, self.config.code_dim)
         if not isinstance(codes, torch.Tensor) or codes.ndim != 3 or tuple(codes.shape) != expected:
             shape = tuple(codes.shape) if isinstance(codes, torch.Tensor) else type(codes).__name__
@@ -61,18 +71,16 @@ class FlowMoDecoder(ModelMixin, ConfigMixin):
         if not codes.is_floating_point():
             raise TypeError(f"codes must be floating point, got {codes.dtype}; map indices to codes with "
                             f"quantizer.indices_to_codes first")
-
-    def _times(self, t, batch: int, like: torch.Tensor) -> torch.Tensor:
         if t is None:
             raise ValueError("FlowMoDecoder is a diffusion decoder: pass x_t and the noise level t (B,) in [0, 1]")
-        t = torch.as_tensor(t, device=like.device)
+        t = torch.as_tensor(t)
         if not t.is_floating_point():
             raise TypeError(f"t must be floating point in [0, 1], got {t.dtype}")
-        if t.ndim == 0:
-            t = t.expand(batch)
-        if t.shape != (batch,):
+        if t.shape not in ((), (batch,)):
             raise ValueError(f"t must have shape ({batch},) or be a scalar, got {tuple(t.shape)}")
-        return t
+        drop_shape = None if drop_code is None else tuple(torch.as_tensor(drop_code).shape)
+        if drop_shape not in (None, (), (batch,)):
+            raise ValueError(f"drop_code must be a bool or a bool tensor of shape ({batch},), got {drop_shape}")
 
     def code_condition(self, codes: torch.Tensor, drop_code: torch.Tensor | bool | None = None) -> torch.Tensor:
         """The code stream's input (B, S, d + 1): ``concat([codes, 1])``, all zero where ``drop_code``."""
@@ -80,21 +88,16 @@ class FlowMoDecoder(ModelMixin, ConfigMixin):
         code_input = torch.cat([codes, torch.ones_like(codes[..., :1])], dim=-1)
         if drop_code is None:
             return code_input
-        drop = torch.as_tensor(drop_code, dtype=torch.bool, device=codes.device)
-        if drop.shape not in ((), (batch,)):
-            raise ValueError(f"drop_code must be a bool or a bool tensor of shape ({batch},), got {tuple(drop.shape)}")
-        keep = ~drop.expand(batch)
+        keep = ~torch.as_tensor(drop_code, dtype=torch.bool, device=codes.device).expand(batch)
         return code_input * keep[:, None, None].to(code_input.dtype)
 
     def forward(self, codes: torch.Tensor, x_t: torch.Tensor | None = None, t: torch.Tensor | float | None = None,
                 drop_code: torch.Tensor | bool | None = None) -> torch.Tensor:
+        if not torch.compiler.is_compiling():
+            self.check_inputs(codes, x_t, t, drop_code)
         config = self.config
-        if x_t is None:
-            raise ValueError("FlowMoDecoder is a diffusion decoder: pass x_t (B, C, H, W) and t (B,)")
-        grid = check_images(x_t, config.patch_size, config.in_channels, name="x_t")
-        batch = x_t.shape[0]
-        self._check_codes(codes, batch)
-        vec = self.time_embed(self._times(t, batch, x_t))
+        batch, grid = x_t.shape[0], patch_grid(x_t, config.patch_size)
+        vec = self.time_embed(torch.as_tensor(t, device=x_t.device).expand(batch))
         code_input = self.code_condition(codes, drop_code)
         dtype = self.image_in.weight.dtype
         image = self.image_in(patchify(x_t, config.patch_size).to(dtype))

@@ -66,11 +66,16 @@ class CNNEncoder(ModelMixin, ConfigMixin):
         self.encoder = Encoder(in_channels=in_channels, out_channels=code_dim, double_z=False,
                                **vae_block_kwargs(self.config, "down_block_types", "DownEncoderBlock2D"))
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def check_inputs(self, images: torch.Tensor) -> None:
+        """Raise a clear error for images that :meth:`forward` cannot take (eager mode only)."""
         config = self.config
         check_images(images, 1, config.in_channels)
         if tuple(images.shape[-2:]) != (config.image_size, config.image_size):
             raise ValueError(f"CNNEncoder was built for {config.image_size}x{config.image_size} images, got "
                              f"{tuple(images.shape[-2:])}; resize the images or build it with another image_size")
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if not torch.compiler.is_compiling():  # compiled graphs skip it: callers validate once
+            self.check_inputs(images)
         latents = self.encoder(images.to(self.encoder.conv_in.weight.dtype))
         return rearrange(latents, "b d h w -> b (h w) d")

@@ -10,7 +10,7 @@ from diffusers.configuration_utils import register_to_config
 from einops import repeat
 from torch import nn
 
-from tokenizer_zoo.layers import MMDiTStack, OutputHead, check_images, patchify
+from tokenizer_zoo.layers import MMDiTStack, OutputHead, check_images, patch_grid, patchify
 from tokenizer_zoo.registry import ENCODERS
 
 
@@ -60,9 +60,15 @@ class FlowMoEncoder(ModelMixin, ConfigMixin):
                                       qkv_bias=qkv_bias, rope_axes_dims=rope_axes_dims, rope_theta=rope_theta)
         self.code_out = OutputHead(hidden_size, code_dim, modulated=False)
 
+    def check_inputs(self, images: torch.Tensor) -> None:
+        """Raise a clear error for images that :meth:`forward` cannot take (eager mode only, as in the decoder)."""
+        check_images(images, self.config.patch_size, self.config.in_channels)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if not torch.compiler.is_compiling():
+            self.check_inputs(images)
         config = self.config
-        grid = check_images(images, config.patch_size, config.in_channels)
+        grid = patch_grid(images, config.patch_size)
         image = self.image_in(patchify(images, config.patch_size).to(self.image_in.weight.dtype))
         start = repeat(self.code_in.bias.to(image.dtype), "h -> b s h", b=images.shape[0], s=config.code_length)
         code = self.transformer(start, image, grid)

@@ -111,14 +111,19 @@ class MaskGiT(ModelMixin, ConfigMixin):
     def forward(self, sub_tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Logits (b, l, v) of every position given sub-tokens (b, l) (``mask_id`` where masked) and
         class labels (b,) (``num_classes`` = null class). Values invalid at a position get ``-inf``."""
-        if sub_tokens.shape[1:] != (self.seq_len,):
-            raise ValueError(f"expected sub-tokens (batch, {self.seq_len}), got {tuple(sub_tokens.shape)}")
-        if labels.shape != sub_tokens.shape[:1]:
-            raise ValueError(f"expected one label per sequence ({sub_tokens.shape[0]}), got {tuple(labels.shape)}")
+        if not torch.compiler.is_compiling():  # compiled graphs skip it: callers validate once
+            self.check_inputs(sub_tokens, labels)
         class_ids = (self.mask_id + 1 + labels.long())[:, None]
         hidden = self.transformer(input_ids=torch.cat([class_ids, sub_tokens.long()], dim=1)).last_hidden_state
         logits = self.head(hidden[:, 1:])
         return logits.masked_fill(self.invalid, float("-inf"))
+
+    def check_inputs(self, sub_tokens: torch.Tensor, labels: torch.Tensor) -> None:
+        """Raise a clear error unless sub-tokens are (b, seq_len) and labels (b,)."""
+        if sub_tokens.shape[1:] != (self.seq_len,):
+            raise ValueError(f"expected sub-tokens (batch, {self.seq_len}), got {tuple(sub_tokens.shape)}")
+        if labels.shape != sub_tokens.shape[:1]:
+            raise ValueError(f"expected one label per sequence ({sub_tokens.shape[0]}), got {tuple(labels.shape)}")
 
     def check_labels(self, labels) -> torch.Tensor:
         """Class labels (ints, list or tensor) as int64 (b,) on the model's device; out of range raises."""

@@ -22,7 +22,12 @@ def check_images(images: torch.Tensor, patch_size: int, channels: int, name: str
     if height % patch_size or width % patch_size:
         raise ValueError(f"{name} size {height}x{width} is not divisible by the patch size {patch_size}; "
                          f"resize or crop to a multiple of {patch_size}")
-    return height // patch_size, width // patch_size
+    return patch_grid(images, patch_size)
+
+
+def patch_grid(images: torch.Tensor, patch_size: int) -> tuple[int, int]:
+    """``(H // patch_size, W // patch_size)`` of a (B, C, H, W) batch, without checks (see :func:`check_images`)."""
+    return images.shape[-2] // patch_size, images.shape[-1] // patch_size
 
 
 def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:

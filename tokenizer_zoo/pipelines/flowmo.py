@@ -112,6 +112,8 @@ class FlowMoPipeline(TokenizerPipelineMixin, DiffusionPipeline):
         scheduler.set_timesteps(num_inference_steps or defaults["num_inference_steps"], device=self.device)
         flow_time_scale = scheduler.config.get("num_train_timesteps", 1)
         x = self._initial_noise(codes.shape[0], generator, latents)
+        # checked once here: a decoder compiled with torch.compile skips its own input checks
+        self.decoder.check_inputs(codes, x, scheduler.timesteps[0] / flow_time_scale)
         for timestep in self.progress_bar(scheduler.timesteps):
             v = self._velocity(codes, x, timestep / flow_time_scale, guidance_scale, guidance_interval)
             x = scheduler.step(v, timestep, x).prev_sample

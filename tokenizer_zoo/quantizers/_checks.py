@@ -16,7 +16,13 @@ class NoBitRateError(TypeError):
 
 
 def check_codes(z: torch.Tensor, dim: int, who: str) -> None:
-    """Check a (B, S, dim) finite floating-point tensor of pre-quantisation codes."""
+    """Check a (B, S, dim) finite floating-point tensor of pre-quantisation codes.
+
+    Skipped while ``torch.compile`` traces: the finiteness test reads data and would break the graph,
+    so a compiled quantizer (e.g. inside compiled training) does not check its input.
+    """
+    if torch.compiler.is_compiling():
+        return
     if not isinstance(z, torch.Tensor):
         raise TypeError(f"{who} expects a torch.Tensor of shape (B, S, {dim}), got {type(z).__name__}.")
     if z.ndim != 3:

@@ -31,6 +31,10 @@ def build_accelerator(output_dir: Path, mixed_precision: str, gradient_accumulat
     """Accelerator with TensorBoard logging under ``output_dir/logs``, seeded identically on every process.
 
     ``cpu=not cuda`` so that ``accelerate launch --multi_gpu`` gives real data parallelism on CPUs.
+    Compilation is Accelerate's own setting (``accelerate launch --dynamo_backend inductor``, the
+    ``ACCELERATE_DYNAMO_BACKEND`` variable or the config file). Accelerate checkpoints the module it
+    was given, not its compiled wrapper, so the saved names have no ``_orig_mod.`` prefix and
+    checkpoints move between compiled and eager runs (tests/training/test_compiled_training.py).
     """
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),
