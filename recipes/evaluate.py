@@ -5,7 +5,8 @@
         --dataset imagenet-1k --split validation --num-images 50000
 
 Writes to ``--output-dir`` (default ``MODEL/eval_DATASET``):
-  metrics.json   every metric with the settings it was measured under, and why a metric was skipped
+  metrics.json   every metric with the settings it was measured under, and why a metric was skipped; for
+                 FlowMo also the code gain (one-step PSNR at t = 1 with the true minus with the null code)
   table_row.md   a row in the layout of the FlowMo paper's Table 1: model, BPP, rFID, PSNR, SSIM, LPIPS
   grid.png       originals (odd rows) above their reconstructions (even rows), first batch
 ``--save-to-model`` also writes metrics.json into a local model folder, where model cards find it.
@@ -28,6 +29,7 @@ from tqdm.auto import tqdm
 
 from tokenizer_zoo.data import load_image_dataset
 from tokenizer_zoo.metrics import ReconstructionFID, TokenStatistics, reconstruction_metrics
+from tokenizer_zoo.metrics.code_use import code_use
 from tokenizer_zoo.metrics.inception import InceptionFeatureExtractor, InceptionWeightsMissingError
 from tokenizer_zoo.pipelines import FlowMoPipeline, load_tokenizer_pipeline
 from tokenizer_zoo.pipelines.flowmo import DEFAULT_GUIDANCE_INTERVAL
@@ -109,6 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
                "guidance_interval": tuple(args.guidance_interval)}
 
     start, grid = time.perf_counter(), None
+    code_scores = torch.zeros(3, dtype=torch.float64, device=accelerator.device)  # sums of two PSNRs, images
     for index, batch in enumerate(tqdm(loader, desc="evaluate", disable=not accelerator.is_main_process)):
         images = batch["pixel_values"]
         generator = torch.Generator(accelerator.device).manual_seed(args.seed * 1_000_003 + index * 1009
@@ -122,12 +125,20 @@ def main(argv: list[str] | None = None) -> dict:
             tokens.update(encoded.indices, image_size=images.shape[-2:])
         if grid is None:
             grid = (images[:16].cpu(), recon[:16].cpu())
+        if isinstance(pipe, FlowMoPipeline):
+            use = code_use(pipe.encoder, pipe.quantizer, pipe.decoder, images, seed=args.seed * 1_000_003 + index)
+            code_scores += torch.tensor([use.x0_psnr_code, use.x0_psnr_null, 1.0], dtype=torch.float64,
+                                        device=code_scores.device) * len(images)
 
     values = {name: float(v) for name, v in pairwise.compute().items()}
     if rfid is not None:
         values["rfid"] = float(rfid.compute().fid)
     if tokens is not None:
         values.update({name: float(v) for name, v in tokens.compute().items()})
+    if isinstance(pipe, FlowMoPipeline):
+        code_sum, null_sum, count = accelerator.reduce(code_scores, "sum").tolist()
+        values.update(x0_psnr_code=code_sum / count, x0_psnr_null=null_sum / count,
+                      code_gain_db=(code_sum - null_sum) / count)
     result = {"model": args.model, "pipeline": type(pipe).__name__, "dataset": args.dataset, "split": split,
               "num_images": len(data), "image_size": pipe.image_size, "seed": args.seed,
               "sampler": sampler if isinstance(pipe, FlowMoPipeline) else "one pass",

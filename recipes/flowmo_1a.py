@@ -44,6 +44,7 @@ class Stage1AConfig(RecipeConfig):
     output_dir: str = "outputs/flowmo_1a_tiny"
     max_steps: int = 1500
     lr: float = 1e-4
+    encoder_lr_scale: float = 1.0  # the encoder's (and quantizer's) learning rate is lr * encoder_lr_scale
     encoder_freeze_step: int | None = None  # the encoder's learning rate is 0 from this step on
     perceptual_weight: float = 0.1
     perceptual_net: str = "lpips_vgg"
@@ -60,7 +61,8 @@ def main(argv: list[str] | None = None) -> torch.nn.Module:
     generative = getattr(parts.decoder, "is_generative", False)
     if generative:
         loss = FlowMatchingLoss(perceptual_weight=cfg.perceptual_weight, perceptual_net=cfg.perceptual_net,
-                                timestep_sampler=cfg.timestep_sampler, cfg_dropout=cfg.cfg_dropout)
+                                timestep_sampler=cfg.timestep_sampler, cfg_dropout=cfg.cfg_dropout,
+                                timestep_shift=cfg.timestep_shift, t1_prob=cfg.t1_prob)
         model = Stage1AModel(parts.encoder, parts.quantizer, parts.decoder, loss)
     else:
         perceptual = PERCEPTUAL.build(cfg.perceptual_net) if cfg.perceptual_weight > 0 else None
@@ -70,7 +72,8 @@ def main(argv: list[str] | None = None) -> torch.nn.Module:
     weight_norm = ForcedWeightNorm(model) if has_blocks else None
     encoder_params = [*parts.encoder.parameters(), *parts.quantizer.parameters()]
     optimizer = torch.optim.Adam(
-        [{"params": encoder_params, "name": "encoder"}, {"params": list(parts.decoder.parameters()), "name": "decoder"}],
+        [{"params": encoder_params, "name": "encoder", "lr": cfg.lr * cfg.encoder_lr_scale},
+         {"params": list(parts.decoder.parameters()), "name": "decoder"}],
         lr=cfg.lr, betas=tuple(cfg.adam_betas), weight_decay=0.0,
     )
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -89,9 +92,14 @@ def main(argv: list[str] | None = None) -> torch.nn.Module:
         with ema_weights(ema, trainable):
             metrics = heldout_metrics(accelerator.unwrap_model(model), data.eval_images, out / "grids" / f"{tag}.png",
                                       num_inference_steps=cfg.eval_steps, seed=cfg.seed)
-        accelerator.log({"eval/psnr": metrics["psnr"]}, step=step)
+        accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
         measured[f"heldout_psnr_db (EMA, {len(data.eval_images)} images, {cfg.eval_steps} steps)"] = round(metrics["psnr"], 3)
-        accelerator.print(f"[{tag}] held-out PSNR {metrics['psnr']:.2f} dB (grid: {out / 'grids' / f'{tag}.png'})")
+        gain = ""
+        if "code_gain_db" in metrics:
+            measured["heldout_code_gain_db (one step at t = 1, true minus null code)"] = round(metrics["code_gain_db"], 3)
+            gain = (f", one step at t = 1: {metrics['x0_psnr_code']:.2f} dB with the code, {metrics['x0_psnr_null']:.2f} dB "
+                    f"without (code gain {metrics['code_gain_db']:.2f} dB)")
+        accelerator.print(f"[{tag}] held-out PSNR {metrics['psnr']:.2f} dB{gain} (grid: {out / 'grids' / f'{tag}.png'})")
 
     if step == 0 and accelerator.is_main_process:
         report("step_00000000")

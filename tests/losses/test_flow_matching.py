@@ -121,3 +121,30 @@ def test_wrong_velocity_shape_is_reported():
     x, codes = _batch()
     with pytest.raises(ValueError, match="velocity of shape"):
         FlowMatchingLoss(perceptual_weight=0.0)(lambda c, x_t, t, drop_code: x_t[:, :1], x, codes)
+
+
+def test_t1_rows_train_the_one_pass_reconstruction():
+    """At t = 1 the flow residual z - x - v is x_hat - x: the loss is the MSE of the one-step prediction."""
+    x, codes = _batch(b=2000, size=2)
+    loss = FlowMatchingLoss(perceptual_weight=0.0, t1_prob=0.3)
+    out = loss(FakeDecoder(), x, codes, generator=torch.Generator().manual_seed(1))
+    at_one = out.t == 1.0
+    assert abs(at_one.float().mean().item() - 0.3) < 5 * np.sqrt(0.21 / 2000)
+    torch.testing.assert_close(out.x_t[at_one], out.noise[at_one])
+    everywhere = FlowMatchingLoss(perceptual_weight=0.0, t1_prob=1.0)(FakeDecoder(), x, codes,
+                                                                     generator=torch.Generator().manual_seed(2))
+    mse = (everywhere.x_hat.double() - x.double()).square().mean().item()
+    assert everywhere.flow.item() == pytest.approx(mse, rel=1e-5)
+
+
+def test_switches_off_keep_the_papers_random_stream():
+    x, codes = _batch()
+    paper = FlowMatchingLoss(perceptual_weight=0.0).draw(x, torch.Generator().manual_seed(4))
+    switched_off = FlowMatchingLoss(perceptual_weight=0.0, timestep_shift=1.0, t1_prob=0.0)
+    for a, b in zip(paper, switched_off.draw(x, torch.Generator().manual_seed(4))):
+        assert torch.equal(a, b)
+    shifted = FlowMatchingLoss(perceptual_weight=0.0, timestep_shift=3.0).draw(x, torch.Generator().manual_seed(4))
+    torch.testing.assert_close(shifted.t, 3 * paper.t / (1 + 2 * paper.t))
+    assert torch.equal(shifted.noise, paper.noise)
+    with pytest.raises(ValueError, match="t1_prob"):
+        FlowMatchingLoss(perceptual_weight=0.0, t1_prob=2.0)
