@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> torch.nn.Module:
     if generative:
         loss = FlowMatchingLoss(perceptual_weight=cfg.perceptual_weight, perceptual_net=cfg.perceptual_net,
                                 timestep_sampler=cfg.timestep_sampler, cfg_dropout=cfg.cfg_dropout,
-                                timestep_shift=cfg.timestep_shift, t1_prob=cfg.t1_prob)
+                                timestep_shift=cfg.timestep_shift, t1_prob=cfg.t1_prob,
+                                x0_weight=cfg.x0_weight)
         model = Stage1AModel(parts.encoder, parts.quantizer, parts.decoder, loss)
     else:
         perceptual = PERCEPTUAL.build(cfg.perceptual_net) if cfg.perceptual_weight > 0 else None

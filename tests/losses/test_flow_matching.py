@@ -148,3 +148,22 @@ def test_switches_off_keep_the_papers_random_stream():
     assert torch.equal(shifted.noise, paper.noise)
     with pytest.raises(ValueError, match="t1_prob"):
         FlowMatchingLoss(perceptual_weight=0.0, t1_prob=2.0)
+
+
+def test_x0_weight_adds_the_one_pass_loss_of_every_image_at_t1():
+    x, codes = _batch()
+    perceptual = TinyRandomPerceptual()
+    plain = FlowMatchingLoss(perceptual_weight=0.1, perceptual=perceptual)
+    loss = FlowMatchingLoss(perceptual_weight=0.1, perceptual=perceptual, x0_weight=0.5)
+    out = loss(FakeDecoder(), x, codes, generator=torch.Generator().manual_seed(3))
+    reference = plain(FakeDecoder(), x, codes, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(out.flow, reference.flow)  # the flow part and its draws are unchanged
+    # by hand: x_hat_1 = z - v(code, z, 1) with the code kept for every image
+    v_one = 0.7 * out.noise + 0.3 + codes.mean(dim=(1, 2))[:, None, None, None]
+    x_hat_one = out.noise - v_one
+    expected_x0 = (x_hat_one - x).square().mean() + 0.1 * perceptual(x_hat_one, x).mean()
+    assert out.x0.item() == pytest.approx(expected_x0.item(), rel=1e-5)
+    assert out.total.item() == pytest.approx(reference.total.item() + 0.5 * expected_x0.item(), rel=1e-5)
+    assert reference.x0.item() == 0.0
+    with pytest.raises(ValueError, match="x0_weight"):
+        FlowMatchingLoss(perceptual_weight=0.0, x0_weight=-1.0)

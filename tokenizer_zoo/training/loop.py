@@ -61,6 +61,7 @@ class RecipeConfig:
     timestep_sampler: str = "thick_tailed_logit_normal"
     timestep_shift: float = 1.0  # SD3-style shift of the drawn noise levels (1: the paper)
     t1_prob: float = 0.0  # probability of t = 1, the one-pass x0 loss (0: the paper)
+    x0_weight: float = 0.0  # weight of the one-pass x0 loss of every image at t = 1 (0: the paper)
     cfg_dropout: float = 0.1
     mixed_precision: str = "auto"  # "auto" = bf16 on GPUs that support it, else fp32
     log_every: int = 25
