@@ -77,8 +77,8 @@ def main() -> None:
 
     lines = [f"# Tiny tokenizers compared ({args.steps} steps at batch 16 each, embedded photographs, 2 CPU cores)", "",
              "Held-out: the 64 embedded evaluation crops at 32 px; diffusion decoders sample 25 steps, rho 4, "
-             "guidance 1.5. Training images/s excludes held-out reports (FlowMo + 1B: the 1A figure). Code gain: one-step PSNR at t = 1 with the true minus with the null code (diffusion "
-             "decoders only).", "",
+             "guidance 1.5. Training images/s excludes held-out reports (FlowMo + 1B: the 1A figure). "
+             "Code gain: one-step PSNR at t = 1 with the true minus with the null code (diffusion decoders only).", "",
              "| tokenizer | BPP | PSNR | code gain (dB) | SSIM | LPIPS-VGG | rFID | params (M) | train images/s "
              "| encode+decode ms/image |",
              "|---|---|---|---|---|---|---|---|---|---|"]
