@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from tokenizer_zoo.pipelines import FlowMoPipeline, TokenizerPipeline
+from tokenizer_zoo.pipelines import TOKENIZER_PIPELINES, load_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "compare_tiny.md"
@@ -36,10 +36,9 @@ def run(*command: str) -> None:
 
 def codec_time_and_params(folder: Path, batch: int = 16, repeats: int = 2) -> tuple[float, int]:
     """Encode plus decode seconds per image (25 steps for diffusion decoders, best of ``repeats``) and parameters."""
-    index = json.loads((folder / "model_index.json").read_text())["_class_name"]
-    pipe = (FlowMoPipeline if index == "FlowMoPipeline" else TokenizerPipeline).from_pretrained(folder)
+    pipe = load_pipeline(folder, kinds=TOKENIZER_PIPELINES)
     pipe.set_progress_bar_config(disable=True)
-    images = torch.rand(batch, 3, pipe.image_size, pipe.image_size) * 2 - 1
+    images = torch.rand(batch, 3, pipe.image_size, pipe.image_size)
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()

@@ -34,7 +34,7 @@ def main() -> None:
     args = parser.parse_args()
     pipe = load(args.model)
     pipe.set_progress_bar_config(disable=True)
-    images = torch.rand(args.batch, 3, pipe.image_size, pipe.image_size) * 2 - 1
+    images = torch.rand(args.batch, 3, pipe.image_size, pipe.image_size)
     tokens = pipe.encode(images)
     pipe.decode(tokens, num_inference_steps=1)  # warm-up
     rows = []

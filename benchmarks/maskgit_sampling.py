@@ -47,8 +47,8 @@ def main() -> None:
     for steps, guidance in SETTINGS:
         generator = torch.Generator().manual_seed(0)
         start = time.perf_counter()
-        images = torch.cat([pipe(chunk, num_steps=steps, guidance_scale=guidance, generator=generator, output_type="pt")
-                            for chunk in labels.split(args.batch)])
+        images = torch.cat([pipe(chunk, num_inference_steps=steps, guidance_scale=guidance, generator=generator,
+                                 output_type="pt").images for chunk in labels.split(args.batch)]) * 2 - 1
         ms = (time.perf_counter() - start) / args.samples * 1000
         first_ms = first_ms or ms
         values, _ = generation_metrics(extractor, real, inception_features(extractor, images.split(args.batch)))

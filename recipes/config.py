@@ -1,39 +1,47 @@
-"""Recipe configuration: a YAML file (recipes/configs/) plus ``key=value`` overrides.
+"""Recipe configuration: a YAML file (recipes/configs/) plus ``key=value`` overrides, typed by the
+recipe's dataclass through OmegaConf structured configs.
 
     accelerate launch recipes/flowmo_1a.py --config recipes/configs/lo.yaml batch_size=64 dataset=imagenet-1k
 
-Values of overrides are parsed as YAML (``lr=5e-5``, ``quantizer_kwargs={levels: [8,8,8]}``).
-Nested keys use dots (``quantizer_kwargs.bits_per_group=14``). Unknown keys are errors.
+Values of overrides are parsed as YAML (``lr=5e-5``, ``preset_overrides={quantizer_name: fsq}``); nested
+keys use dots (``preset_overrides.patch_size=8``). Every value is checked against its field's annotation
+when the config is read, before anything is built: an unknown key, or a value of the wrong type
+(``max_steps=abc``, ``batch_size=1e3``, which is a float), stops the recipe with a one-line error naming
+the key (and for unknown keys the closest known one).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 from pathlib import Path
-from typing import Any
 
-import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
-def _set(tree: dict[str, Any], dotted: str, value: Any, known: set[str]) -> None:
-    head, *rest = dotted.split(".")
-    if head not in known:
-        raise SystemExit(f"unknown config key {head!r}; known keys: {', '.join(sorted(known))}")
-    if not rest:
-        tree[head] = value
-        return
-    tree[head] = dict(tree.get(head) or {})
-    node = tree[head]
-    for key in rest[:-1]:
-        node = node.setdefault(key, {})
-    node[rest[-1]] = value
+def _merge(config: DictConfig, addition: DictConfig, source: str, cls: type) -> DictConfig:
+    """``addition`` merged into the typed ``config`` one key at a time; a bad key or value exits with one
+    line naming it (OmegaConf's own message does not always name the key)."""
+    known = [field.name for field in dataclasses.fields(cls)]
+    for key in addition:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(sorted(known))}"
+            raise SystemExit(f"{source}: unknown config key {key!r}; {hint}")
+        try:
+            config = OmegaConf.merge(config, OmegaConf.masked_copy(addition, [key]))
+        except OmegaConfBaseException as error:
+            message = str(error).splitlines()[0].replace("$VALUE_TYPE", "this type").replace("'$VALUE'", "a value")
+            raise SystemExit(f"{source}: config key {getattr(error, 'full_key', None) or key!r}: {message}") from None
+    return config
 
 
 def load_config(cls: type, argv: list[str] | None, default_config: str, description: str):
-    """Parse ``[--config FILE] [key=value ...]`` into the dataclass ``cls``."""
+    """Parse ``[--config FILE] [key=value ...]`` into an instance of the dataclass ``cls``."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", default=str(CONFIG_DIR / default_config), help="YAML file of settings")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="settings that replace the file's")
@@ -41,25 +49,13 @@ def load_config(cls: type, argv: list[str] | None, default_config: str, descript
     path = Path(args.config)
     if not path.is_file():
         raise SystemExit(f"config file {path} not found; the shipped ones are in {CONFIG_DIR}")
-    tree = yaml.safe_load(path.read_text()) or {}
-    types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
-    known = set(types)
-    for key in tree:
-        if key not in known:
-            raise SystemExit(f"{path}: unknown key {key!r}; known keys: {', '.join(sorted(known))}")
     for item in args.overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
+        if "=" not in item:
             raise SystemExit(f"override {item!r} must look like key=value")
-        _set(tree, key, yaml.safe_load(value), known)
-    return cls(**{key: _coerce(value, types[key]) for key, value in tree.items()})
-
-
-def _coerce(value: Any, annotation: str) -> Any:
-    """YAML reads ``1e-4`` (no dot) as a string: turn such strings into the field's number type."""
-    if isinstance(value, str) and annotation.split("|")[0].strip() == "float":
-        try:
-            return float(value)
-        except ValueError:
-            raise SystemExit(f"expected a number, got {value!r}") from None
-    return value
+    config = _merge(OmegaConf.structured(cls), OmegaConf.load(path), str(path), cls)
+    try:
+        overrides = OmegaConf.from_dotlist(args.overrides)
+    except OmegaConfBaseException as error:
+        raise SystemExit(f"cannot parse the overrides {' '.join(args.overrides)}: {str(error).splitlines()[0]}") from None
+    config = _merge(config, overrides, "command line", cls)
+    return OmegaConf.to_object(config)

@@ -4,8 +4,14 @@
     accelerate launch --multi_gpu --num_processes 8 recipes/evaluate.py --model you/flowmo-lo \\
         --dataset imagenet-1k --split validation --num-images 50000
 
+The split defaults to the dataset's: "eval" for the embedded photos, else ``validation`` if the
+dataset has it, else ``test``, else ``train`` (the one split of an image folder without split
+subfolders). Unreadable images (empty, truncated, not images) are skipped and listed; ``--strict``
+makes them fatal before any image is encoded.
+
 Writes to ``--output-dir`` (default ``MODEL/eval_DATASET``):
-  metrics.json   every metric with the settings it was measured under, and why a metric was skipped; for
+  metrics.json   every metric with the settings it was measured under, why a metric was skipped
+                 (``skipped_metrics``) and each unreadable image (``skipped``: [{file, reason}]); for
                  FlowMo also the code gain (one-step PSNR at t = 1 with the true minus with the null code)
   table_row.md   a row in the layout of the FlowMo paper's Table 1: model, BPP, rFID, PSNR, SSIM, LPIPS
   grid.png       originals (odd rows) above their reconstructions (even rows), first batch
@@ -23,44 +29,81 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration
-from torch.utils.data import DataLoader, Subset
+from accelerate.utils import DataLoaderConfiguration, gather_object
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from tokenizer_zoo.data import load_image_dataset
+from tokenizer_zoo import pipelines
+from tokenizer_zoo.data import InvalidImageError, evaluation_split, load_image_dataset
+from tokenizer_zoo.data.transforms import signed_to_unit, unit_to_signed
+from tokenizer_zoo.errors import run_main
 from tokenizer_zoo.metrics import ReconstructionFID, TokenStatistics, reconstruction_metrics
 from tokenizer_zoo.metrics.code_use import code_use
 from tokenizer_zoo.metrics.inception import InceptionFeatureExtractor, InceptionWeightsMissingError
-from tokenizer_zoo.pipelines import FlowMoPipeline, load_tokenizer_pipeline
-from tokenizer_zoo.pipelines.flowmo import DEFAULT_GUIDANCE_INTERVAL
+from tokenizer_zoo.pipelines import FlowMoPipeline
 from tokenizer_zoo.training.reporting import save_comparison_grid
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="a saved pipeline folder or a Hub id")
     parser.add_argument("--dataset", default="embedded", help="embedded, imagefolder:PATH or a Hub dataset id")
-    parser.add_argument("--split", default=None, help="default: 'eval' for embedded, else 'validation'")
+    parser.add_argument("--split", default=None, help="default: 'eval' for embedded, else the first of "
+                        "validation, test, train that the dataset has")
     parser.add_argument("--image-column", default=None)
     parser.add_argument("--num-images", type=int, default=None, help="the first N images (default: all)")
     parser.add_argument("--batch-size", type=int, default=16, help="per process")
-    parser.add_argument("--steps", type=int, default=25, help="sampling steps (diffusion decoders)")
-    parser.add_argument("--rho", type=float, default=4.0)
-    parser.add_argument("--guidance", type=float, default=1.5)
-    parser.add_argument("--guidance-interval", type=float, nargs=2, default=list(DEFAULT_GUIDANCE_INTERVAL))
+    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the pipeline's)")
+    parser.add_argument("--rho", type=float, default=None, help="default: the scheduler's")
+    parser.add_argument("--guidance", type=float, default=None, help="default: the pipeline's")
+    parser.add_argument("--guidance-interval", type=float, nargs=2, default=None, help="default: the pipeline's")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lpips", nargs="*", default=["vgg", "alex"], choices=["vgg", "alex"])
     parser.add_argument("--no-fid", action="store_true", help="skip rFID")
     parser.add_argument("--name", default=None, help="model name in the table row (default: the model path)")
     parser.add_argument("--output-dir", default=None)
     parser.add_argument("--save-to-model", action="store_true", help="also write metrics.json into the model folder")
+    parser.add_argument("--strict", action="store_true",
+                        help="stop before any work when an image cannot be read (default: skip and list it)")
     return parser.parse_args(argv)
 
 
 def load_pipeline(model: str):
     try:
-        return load_tokenizer_pipeline(model)
+        return pipelines.load_pipeline(model, kinds=pipelines.TOKENIZER_PIPELINES)
     except ValueError as error:
         raise SystemExit(str(error)) from None
+
+
+class ReadableImages(Dataset):
+    """``data`` whose unreadable items become ``{"skipped": {"file", "reason"}}`` instead of raising."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> dict:
+        try:
+            return self.data[index]
+        except InvalidImageError as error:
+            file = self.data.file_name(index) if hasattr(self.data, "file_name") else f"item {index}"
+            return {"skipped": {"file": file, "reason": str(error)}}
+
+
+def collate(items: list[dict]) -> dict:
+    """A batch of the readable images (``pixel_values`` None when there are none) and the skipped ones."""
+    images = [item["pixel_values"] for item in items if "pixel_values" in item]
+    return {"pixel_values": torch.stack(images) if images else None,
+            "skipped": [item["skipped"] for item in items if "skipped" in item]}
+
+
+def unreadable(data, accelerator: Accelerator) -> list[dict]:
+    """Every unreadable image of ``data``; each process reads its share once."""
+    mine = [item["skipped"] for index in range(accelerator.process_index, len(data), accelerator.num_processes)
+            if "skipped" in (item := data[index])]
+    return sorted(gather_object(mine), key=lambda entry: entry["file"])
 
 
 def build_metrics(pipe, args, device):
@@ -101,23 +144,33 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(len(os.sched_getaffinity(0)))  # `accelerate launch` sets 1 thread without a GPU
     pipe = load_pipeline(args.model).to(accelerator.device)
     pipe.set_progress_bar_config(disable=True)
-    split = args.split or ("eval" if args.dataset == "embedded" else "validation")
-    data = load_image_dataset(args.dataset, split, pipe.image_size, train=False, image_column=args.image_column)
+    split = args.split or evaluation_split(args.dataset)
+    data = ReadableImages(load_image_dataset(args.dataset, split, pipe.image_size, train=False,
+                                             image_column=args.image_column))
     if args.num_images is not None:
         data = Subset(data, range(min(args.num_images, len(data))))
-    loader = accelerator.prepare(DataLoader(data, batch_size=args.batch_size, shuffle=False))
-    pairwise, rfid, tokens, skipped = build_metrics(pipe, args, accelerator.device)
-    sampler = {"num_inference_steps": args.steps, "rho": args.rho, "guidance_scale": args.guidance,
-               "guidance_interval": tuple(args.guidance_interval)}
+    if args.strict and (bad := unreadable(data, accelerator)):
+        raise InvalidImageError(f"{len(bad)} of {len(data)} images cannot be read, first {bad[0]['file']}: "
+                                f"{bad[0]['reason']} (--strict; without it they are skipped and listed)")
+    loader = accelerator.prepare(DataLoader(data, batch_size=args.batch_size, shuffle=False, collate_fn=collate))
+    pairwise, rfid, tokens, skipped_metrics = build_metrics(pipe, args, accelerator.device)
+    given = {"num_inference_steps": args.steps, "rho": args.rho, "guidance_scale": args.guidance,
+             "guidance_interval": args.guidance_interval and tuple(args.guidance_interval)}
+    sampler = {key: value for key, value in given.items() if value is not None}
 
-    start, grid = time.perf_counter(), None
+    start, grid, skipped, count = time.perf_counter(), None, [], 0
     code_scores = torch.zeros(3, dtype=torch.float64, device=accelerator.device)  # sums of two PSNRs, images
     for index, batch in enumerate(tqdm(loader, desc="evaluate", disable=not accelerator.is_main_process)):
+        skipped += batch["skipped"]
         images = batch["pixel_values"]
+        if images is None:
+            continue
+        count += len(images)
         generator = torch.Generator(accelerator.device).manual_seed(args.seed * 1_000_003 + index * 1009
                                                                     + accelerator.process_index)
-        encoded = pipe.encode(images)
-        recon = pipe.decode(encoded, generator=generator, output_type="pt", **sampler).to(images.dtype)
+        encoded = pipe.encode(signed_to_unit(images))  # the dataset's [-1, 1] -> the pipeline's [0, 1], and back
+        recon = unit_to_signed(pipe.decode(encoded, generator=generator, output_type="pt", **sampler).images)
+        recon = recon.to(images.dtype)
         pairwise.update(recon, images)
         if rfid is not None:
             rfid.update(images, recon)
@@ -130,26 +183,32 @@ def main(argv: list[str] | None = None) -> dict:
             code_scores += torch.tensor([use.x0_psnr_code, use.x0_psnr_null, 1.0], dtype=torch.float64,
                                         device=code_scores.device) * len(images)
 
+    skipped = sorted(gather_object(skipped), key=lambda entry: entry["file"])
+    for entry in skipped if accelerator.is_main_process else []:
+        print(f"skipped {entry['file']}: {entry['reason']}", file=sys.stderr)
+    if not sum(gather_object([count])):
+        raise InvalidImageError(f"none of the {len(data)} images of {args.dataset} [{split}] could be read")
     values = {name: float(v) for name, v in pairwise.compute().items()}
     if rfid is not None:
         values["rfid"] = float(rfid.compute().fid)
     if tokens is not None:
         values.update({name: float(v) for name, v in tokens.compute().items()})
     if isinstance(pipe, FlowMoPipeline):
-        code_sum, null_sum, count = accelerator.reduce(code_scores, "sum").tolist()
-        values.update(x0_psnr_code=code_sum / count, x0_psnr_null=null_sum / count,
-                      code_gain_db=(code_sum - null_sum) / count)
+        code_sum, null_sum, scored = accelerator.reduce(code_scores, "sum").tolist()
+        values.update(x0_psnr_code=code_sum / scored, x0_psnr_null=null_sum / scored,
+                      code_gain_db=(code_sum - null_sum) / scored)
     result = {"model": args.model, "pipeline": type(pipe).__name__, "dataset": args.dataset, "split": split,
-              "num_images": len(data), "image_size": pipe.image_size, "seed": args.seed,
-              "sampler": sampler if isinstance(pipe, FlowMoPipeline) else "one pass",
-              "lpips_backbones": args.lpips, "metrics": values, "skipped": skipped,
+              "num_images": len(data) - len(skipped), "image_size": pipe.image_size, "seed": args.seed,
+              "sampler": {**pipe.sampling_defaults, **sampler} if isinstance(pipe, FlowMoPipeline) else "one pass",
+              "lpips_backbones": args.lpips, "metrics": values, "skipped_metrics": skipped_metrics, "skipped": skipped,
               "seconds": round(time.perf_counter() - start, 2), "processes": accelerator.num_processes}
     if accelerator.is_main_process:
         out = Path(args.output_dir or Path(args.model) / f"eval_{args.dataset.replace(':', '_').replace('/', '_')}")
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(result, indent=2))
         (out / "table_row.md").write_text(table_row(args.name or args.model, values))
-        save_comparison_grid(*grid, out / "grid.png")
+        if grid is not None:  # None when every image of this process's share was unreadable
+            save_comparison_grid(*grid, out / "grid.png")
         if args.save_to_model and Path(args.model).is_dir():
             (Path(args.model) / "metrics.json").write_text(json.dumps(values, indent=2, sort_keys=True))
         print((out / "table_row.md").read_text())
@@ -158,4 +217,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main, "evaluate.py"))

@@ -25,19 +25,16 @@ from pathlib import Path
 
 import torch
 from accelerate.utils import broadcast
-from diffusers.training_utils import EMAModel
-from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from config import load_config  # noqa: E402
 
+from tokenizer_zoo.errors import run_main  # noqa: E402
 from tokenizer_zoo.layers.weight_norm import ForcedWeightNorm  # noqa: E402
 from tokenizer_zoo.losses import PERCEPTUAL, FlowMatchingLoss  # noqa: E402
 from tokenizer_zoo.pipelines import FlowMoPipeline  # noqa: E402
-from tokenizer_zoo.training.checkpoints import resume, save_checkpoint  # noqa: E402
-from tokenizer_zoo.training.loop import (RecipeConfig, accumulated_step, after_micro_step,  # noqa: E402
-                                         build_accelerator, ema_weights, epoch_batches, heldout_metrics,
-                                         load_recipe_data, log_metrics, save_recipe_pipeline)
+from tokenizer_zoo.training.loop import (RecipeConfig, Trainer, build_accelerator, ema_weights,  # noqa: E402
+                                         heldout_metrics, load_recipe_data, save_recipe_pipeline)
 from tokenizer_zoo.training.stage1a import draw_flow_noise  # noqa: E402
 from tokenizer_zoo.training.stage1b import EarlyStopping, SampleLoss, Stage1BModel, draw_chain_noise  # noqa: E402
 
@@ -59,92 +56,85 @@ class Stage1BConfig(RecipeConfig):
     stop_metric: str = "psnr"  # "psnr" (higher is better) or a PERCEPTUAL name (lower is better)
 
 
-def main(argv: list[str] | None = None) -> torch.nn.Module:
-    cfg = load_config(Stage1BConfig, argv, "tiny_1b.yaml", __doc__)
-    out = Path(cfg.output_dir)
-    accelerator = build_accelerator(out, cfg.mixed_precision, cfg.gradient_accumulation_steps, cfg.seed)
-
-    # --- model: the stage-1A pipeline, decoder trainable -------------------------------------
-    init = FlowMoPipeline.from_pretrained(cfg.init_from)
+def build_model(cfg: Stage1BConfig, init: FlowMoPipeline) -> tuple[Stage1BModel, dict]:
+    """The stage-1A pipeline's parts under the stage-1B loss, and the held-out distances ``stop_metric`` needs."""
     sample_net = PERCEPTUAL.build(cfg.sample_net, **cfg.sample_net_kwargs)
     loss = FlowMatchingLoss(perceptual_weight=0, timestep_sampler=cfg.timestep_sampler, cfg_dropout=cfg.cfg_dropout)
     model = Stage1BModel(init.encoder, init.quantizer, init.decoder, loss,
                          SampleLoss(sample_net, num_steps=cfg.sample_steps, checkpointing=cfg.checkpointing),
                          sample_weight=cfg.sample_weight)
-    weight_norm = ForcedWeightNorm(init.decoder)
-    trainable = list(init.decoder.parameters())
-    optimizer = torch.optim.Adam(trainable, lr=cfg.lr, betas=tuple(cfg.adam_betas), weight_decay=0.0)
-    ema = EMAModel(trainable, decay=cfg.ema_decay)
-    higher_is_better = cfg.stop_metric == "psnr"
-    stopper = EarlyStopping(cfg.patience, higher_is_better=higher_is_better)
-    distances = {} if higher_is_better else {
+    distances = {} if cfg.stop_metric == "psnr" else {
         cfg.stop_metric: sample_net if cfg.stop_metric == cfg.sample_net else PERCEPTUAL.build(cfg.stop_metric)}
+    return model, distances
 
-    data = load_recipe_data(cfg, init.image_size)
-    model, optimizer, loader = accelerator.prepare(model, optimizer, data.loader)
-    accelerator.register_for_checkpointing(ema, weight_norm, stopper)
-    step = resume(accelerator, out)
-    if accelerator.is_main_process:
-        accelerator.init_trackers("flowmo_1b", config={k: str(v) for k, v in dataclasses.asdict(cfg).items()})
 
-    def evaluate(tag: str) -> bool:
-        """Held-out metrics of the EMA weights; True when the run should stop (same on every process)."""
-        stop = False
+def batch_inputs(loss: FlowMatchingLoss, accelerator, cfg: Stage1BConfig):
+    """``inputs(batch, micro_step)``: the images, their flow-matching noise and the chain's noise and
+    times, drawn per (seed, micro-step) for the global batch and sliced per process."""
+
+    def inputs(batch, micro: int) -> tuple:
+        images = batch["pixel_values"]
+        where = dict(process_index=accelerator.process_index, num_processes=accelerator.num_processes,
+                     seed=cfg.seed, micro_step=micro)
+        return (images, draw_flow_noise(images, loss=loss, **where),
+                draw_chain_noise(images, num_steps=cfg.sample_steps, **where))
+
+    return inputs
+
+
+def early_stopping(trainer: Trainer, stopper: EarlyStopping, images: torch.Tensor, distances: dict,
+                   cfg: Stage1BConfig):
+    """``evaluate(step)``: held-out metrics of the EMA weights; True when the run should stop (the same
+    answer on every process)."""
+
+    def evaluate(step: int) -> bool:
+        accelerator, stop = trainer.accelerator, False
         if accelerator.is_main_process:
-            with ema_weights(ema, trainable):
-                metrics = heldout_metrics(accelerator.unwrap_model(model), data.eval_images, out / "grids" / f"{tag}.png",
+            with ema_weights(trainer.ema, trainer.trainable):
+                metrics = heldout_metrics(trainer.unwrapped, images, trainer.out / "grids" / f"step_{step:08d}.png",
                                           num_inference_steps=cfg.eval_steps, seed=cfg.seed, distances=distances)
-                best = stopper.update(metrics[cfg.stop_metric], trainable, step)
+                best = stopper.update(metrics[cfg.stop_metric], trainer.trainable, step)
             accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
-            accelerator.print(f"[{tag}] held-out " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+            accelerator.print(f"[step {step}] held-out " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
                               + (" (best)" if best else f" (best {stopper.best:.4f} at step {stopper.best_step})"))
             stop = stopper.should_stop
         return bool(broadcast(torch.tensor([stop], device=accelerator.device)).item())
 
-    stopped = evaluate("step_00000000") if step == 0 else stopper.should_stop  # step 0: the stage-1A weights
+    return evaluate
 
-    # --- the loop -----------------------------------------------------------------------------
-    progress = tqdm(total=cfg.max_steps, initial=step, desc="stage 1B", disable=not accelerator.is_main_process)
-    micro = step * cfg.gradient_accumulation_steps
-    while step < cfg.max_steps and not stopped:
-        for batch in epoch_batches(accelerator, loader, step, cfg.gradient_accumulation_steps):
-            images = batch["pixel_values"]
-            where = dict(process_index=accelerator.process_index, num_processes=accelerator.num_processes,
-                         seed=cfg.seed, micro_step=micro)
-            noise = draw_flow_noise(images, loss=loss, **where)
-            chain = draw_chain_noise(images, num_steps=cfg.sample_steps, **where)
-            output = accumulated_step(accelerator, model, optimizer, images, noise, chain)
-            micro += 1
-            if not after_micro_step(accelerator, weight_norm, ema, trainable):
-                continue
-            step += 1
-            progress.update(1)
-            if step % cfg.log_every == 0 or step == cfg.max_steps:
-                log_metrics(accelerator, output.logs, step, progress)
-            if step % cfg.eval_every == 0 or step == cfg.max_steps:
-                stopped = evaluate(f"step_{step:08d}")
-            if step % cfg.checkpoint_every == 0 or step == cfg.max_steps or stopped:
-                save_checkpoint(accelerator, out, step, keep=cfg.keep_checkpoints)
-            if step >= cfg.max_steps or stopped:
-                break
-    progress.close()
-    if stopped:
-        accelerator.print(f"stopped at step {step}: no held-out {cfg.stop_metric} improvement in {cfg.patience} "
+
+def main(argv: list[str] | None = None) -> torch.nn.Module:
+    cfg = load_config(Stage1BConfig, argv, "tiny_1b.yaml", __doc__)
+    accelerator = build_accelerator(Path(cfg.output_dir), cfg.mixed_precision, cfg.gradient_accumulation_steps, cfg.seed)
+    init = FlowMoPipeline.from_pretrained(cfg.init_from)  # encoder and quantizer frozen, the decoder trains
+    model, distances = build_model(cfg, init)
+    trainable = list(init.decoder.parameters())
+    optimizer = torch.optim.Adam(trainable, lr=cfg.lr, betas=tuple(cfg.adam_betas), weight_decay=0.0)
+    weight_norm = ForcedWeightNorm(init.decoder)
+    stopper = EarlyStopping(cfg.patience, higher_is_better=cfg.stop_metric == "psnr")
+    data = load_recipe_data(cfg, init.image_size)
+    trainer = Trainer(cfg, accelerator, model, optimizer, data.loader, trainable, weight_norm,
+                      checkpointed=(weight_norm, stopper), name="flowmo_1b")
+    evaluate = early_stopping(trainer, stopper, data.eval_images, distances, cfg)
+    stopped = evaluate(0) if trainer.step == 0 else stopper.should_stop  # step 0: the stage-1A weights
+    run = trainer.run(batch_inputs(model.loss, accelerator, cfg), evaluate, cfg.eval_every, stopped=stopped)
+    if run.stopped:
+        accelerator.print(f"stopped at step {run.step}: no held-out {cfg.stop_metric} improvement in {cfg.patience} "
                           f"evaluations; keeping the EMA weights of step {stopper.best_step}")
 
     # --- the output: the best EMA weights as a loadable pipeline -------------------------------
     if accelerator.is_main_process:
         stopper.copy_best_to(trainable)
-        info = {**init.info, "init_from": cfg.init_from, "recipe": "flowmo_1b", "steps": step,
-                "best_step": stopper.best_step, "stopped_early": bool(stopped),
+        info = {**init.info, "init_from": cfg.init_from, "recipe": "flowmo_1b", "steps": run.step,
+                "best_step": stopper.best_step, "stopped_early": run.stopped,
                 "metrics": {f"heldout_{cfg.stop_metric} (best EMA, {len(data.eval_images)} images, "
                             f"{cfg.eval_steps} steps)": round(stopper.best, 4)}}
-        save_recipe_pipeline(accelerator, model, out, info, cfg)
+        save_recipe_pipeline(accelerator, trainer.model, Path(cfg.output_dir), info, cfg)
     else:
-        ema.copy_to(trainable)
+        trainer.ema.copy_to(trainable)
     accelerator.end_training()
-    return accelerator.unwrap_model(model)
+    return trainer.unwrapped
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main, "flowmo_1b.py"))

@@ -21,12 +21,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-import time
 from pathlib import Path
 
 import torch
 from diffusers.optimization import get_scheduler
-from diffusers.training_utils import EMAModel
 from torch.utils.data import DataLoader, Subset, TensorDataset
 from tqdm.auto import tqdm
 
@@ -34,13 +32,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from config import load_config  # noqa: E402
 
 from tokenizer_zoo.data import load_image_dataset  # noqa: E402
+from tokenizer_zoo.errors import run_main  # noqa: E402
 from tokenizer_zoo.generation import MaskGiT  # noqa: E402
 from tokenizer_zoo.metrics.generation import PixelClassifier, generation_metrics, inception_features  # noqa: E402
 from tokenizer_zoo.metrics.inception import InceptionFeatureExtractor, InceptionWeightsMissingError  # noqa: E402
-from tokenizer_zoo.pipelines import MaskGiTPipeline, load_tokenizer_pipeline  # noqa: E402
-from tokenizer_zoo.training.checkpoints import resume, save_checkpoint  # noqa: E402
-from tokenizer_zoo.training.loop import (RecipeConfig, accumulated_step, after_micro_step,  # noqa: E402
-                                         build_accelerator, config_yaml, ema_weights, epoch_batches, log_metrics)
+from tokenizer_zoo.data.transforms import signed_to_unit, unit_to_signed  # noqa: E402
+from tokenizer_zoo.pipelines import TOKENIZER_PIPELINES, MaskGiTPipeline, load_pipeline  # noqa: E402
+from tokenizer_zoo.training.loop import RecipeConfig, Trainer, build_accelerator, config_yaml, ema_weights  # noqa: E402
 from tokenizer_zoo.training.maskgit import MaskedTokenTraining, cached_tokens  # noqa: E402
 from tokenizer_zoo.training.reporting import save_image_grid  # noqa: E402
 
@@ -64,12 +62,12 @@ class MaskGiTConfig(RecipeConfig):
     batch_size: int = 64
     lr: float = 4e-4
     weight_decay: float = 0.03
-    adam_betas: tuple = (0.9, 0.96)
+    adam_betas: tuple[float, float] = (0.9, 0.96)
     warmup_steps: int = 200
     ema_decay: float = 0.999
     encode_batch_size: int = 64
     # sampling (MaskGiT) and decoding (the tokenizer; eval_steps = its sampler steps)
-    num_steps: int = 8
+    num_inference_steps: int = 8  # MaskGiT's decoding steps
     guidance_scale: float = 2.0
     temperature: float = 1.0
     choice_temperature: float = 4.5
@@ -89,8 +87,8 @@ def sample(pipe: MaskGiTPipeline, labels: torch.Tensor, cfg: MaskGiTConfig, seed
     generator = torch.Generator(pipe.device).manual_seed(seed)
     chunks = labels.split(batch_size)
     images = [pipe(chunk, generator=generator, output_type="pt", decode_kwargs={"num_inference_steps": cfg.eval_steps}
-                   ).cpu() for chunk in tqdm(chunks, desc=description, disable=len(chunks) == 1)]
-    return torch.cat(images)
+                   ).images.cpu() for chunk in tqdm(chunks, desc=description, disable=len(chunks) == 1)]
+    return unit_to_signed(torch.cat(images))
 
 
 def balanced_labels(count: int, num_classes: int) -> torch.Tensor:
@@ -125,9 +123,9 @@ def evaluate(pipe: MaskGiTPipeline, cfg: MaskGiTConfig, out: Path) -> dict:
     samples = sample(pipe, sample_labels, cfg, cfg.seed + 1, batch)
     save_image_grid(samples[: 10 * cfg.num_classes], out / "samples.png", per_row=cfg.num_classes)
     generator = torch.Generator(pipe.device).manual_seed(cfg.seed)
-    recon = torch.cat([pipe.tokenizer(images.to(pipe.device), generator=generator, output_type="pt",
-                                      num_inference_steps=cfg.eval_steps).cpu()
-                       for images in tqdm(held_images.split(batch), desc="reconstructing")])
+    recon = unit_to_signed(torch.cat([pipe.tokenizer(signed_to_unit(images.to(pipe.device)), generator=generator,
+                                                     output_type="pt", num_inference_steps=cfg.eval_steps).images.cpu()
+                                      for images in tqdm(held_images.split(batch), desc="reconstructing")]))
     rows = {"MaskGiT samples": (samples, sample_labels),
             "tokenizer reconstructions of held-out images": (recon, held_labels),
             "real held-out images": (held_images, held_labels)}
@@ -156,106 +154,106 @@ def evaluate(pipe: MaskGiTPipeline, cfg: MaskGiTConfig, out: Path) -> dict:
     return results
 
 
-def main(argv: list[str] | None = None) -> MaskGiTPipeline:
-    cfg = load_config(MaskGiTConfig, argv, "maskgit_digits.yaml", __doc__)
-    out = Path(cfg.output_dir)
-    accelerator = build_accelerator(out, cfg.mixed_precision, cfg.gradient_accumulation_steps, cfg.seed)
-
-    # --- the tokenizer and its cached tokens ----------------------------------------------------
-    tokenizer = load_tokenizer_pipeline(cfg.tokenizer).to(accelerator.device)
+def cache_tokens(cfg: MaskGiTConfig, accelerator) -> tuple:
+    """The tokenizer (on the accelerator's device) and the dataset's cached tokens and labels."""
+    tokenizer = load_pipeline(cfg.tokenizer, kinds=TOKENIZER_PIPELINES).to(accelerator.device)
     tokenizer.set_progress_bar_config(disable=True)
     train_set = labelled_images(cfg, cfg.dataset, cfg.dataset_split, tokenizer.image_size)
     with accelerator.main_process_first():  # the main process encodes, the others read its file
-        tokens = cached_tokens(out / "tokens", tokenizer, train_set, cfg.dataset_split, cfg.encode_batch_size,
-                               preset=tokenizer.info.get("preset"))
+        tokens = cached_tokens(Path(cfg.output_dir) / "tokens", tokenizer, train_set, cfg.dataset_split,
+                               cfg.encode_batch_size, preset=tokenizer.info.get("preset"))
     labels = torch.tensor(tokens.labels)
     if labels.min() < 0 or labels.max() >= cfg.num_classes:
         raise SystemExit(f"the dataset's labels span [{int(labels.min())}, {int(labels.max())}] but num_classes is "
                          f"{cfg.num_classes}; set num_classes=")
+    return tokenizer, tokens, labels
 
-    # --- model, optimiser, data -----------------------------------------------------------------
-    maskgit = MaskGiT(token_shape=list(tokens.token_shape), index_vocab_size=tokens.vocab_size,
-                      num_sub_tokens=cfg.num_sub_tokens, num_classes=cfg.num_classes, hidden_size=cfg.hidden_size,
-                      num_layers=cfg.num_layers, num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio,
-                      dropout=cfg.dropout, label_dropout=cfg.label_dropout)
+
+def build_maskgit(cfg: MaskGiTConfig, tokens) -> MaskGiT:
+    return MaskGiT(token_shape=list(tokens.token_shape), index_vocab_size=tokens.vocab_size,
+                   num_sub_tokens=cfg.num_sub_tokens, num_classes=cfg.num_classes, hidden_size=cfg.hidden_size,
+                   num_layers=cfg.num_layers, num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio,
+                   dropout=cfg.dropout, label_dropout=cfg.label_dropout)
+
+
+def mask_inputs(cfg: MaskGiTConfig, accelerator):
+    """``inputs(batch, micro_step)``: sub-tokens, labels and the generator of the masks and label dropout,
+    which depend on (seed, micro-step, process) only, so resuming repeats them."""
+
+    def inputs(batch, micro: int) -> tuple:
+        sub_tokens, labels = batch
+        masks = torch.Generator().manual_seed((cfg.seed * 1_000_003 + micro) * 4099 + accelerator.process_index)
+        return sub_tokens, labels, masks
+
+    return inputs
+
+
+def sample_grids(trainer: Trainer, pipeline, cfg: MaskGiTConfig):
+    """``evaluate(step)``: one row of samples per class with the EMA weights and a fixed seed (main process)."""
+
+    def evaluate(step: int) -> bool:
+        if trainer.accelerator.is_main_process:
+            with ema_weights(trainer.ema, trainer.trainable):
+                labels = balanced_labels(cfg.grid_per_class * cfg.num_classes, cfg.num_classes).sort().values
+                images = sample(pipeline(), labels, cfg, cfg.seed, batch_size=len(labels))
+            path = save_image_grid(images, trainer.out / "grids" / f"step_{step:08d}.png", per_row=cfg.grid_per_class)
+            trainer.accelerator.print(f"[step {step}] samples: {path}")
+        return False
+
+    return evaluate
+
+
+def save_and_evaluate(pipe: MaskGiTPipeline, cfg: MaskGiTConfig, accelerator) -> None:
+    """Write the pipeline folder, then (``eval_samples`` > 0) the generation metrics, and the folder again
+    with them for its model card (main process)."""
+    if not accelerator.is_main_process:
+        return
+    out = Path(cfg.output_dir)
+    pipe.save_pretrained(out / "pipeline")  # before the evaluation, which takes a while
+    (out / "pipeline" / "training_config.yaml").write_text(config_yaml(cfg))
+    accelerator.print(f"saved the pipeline to {out / 'pipeline'}")
+    if cfg.eval_samples > 0:
+        rows = evaluate(pipe, cfg, out).get("rows", {})
+        pipe.info["metrics"] = {f"{metric} ({name})": value for name, row in rows.items()
+                                for metric, value in row.items() if metric != "images"}
+        pipe.save_pretrained(out / "pipeline")
+
+
+def main(argv: list[str] | None = None) -> MaskGiTPipeline:
+    cfg = load_config(MaskGiTConfig, argv, "maskgit_digits.yaml", __doc__)
+    accelerator = build_accelerator(Path(cfg.output_dir), cfg.mixed_precision, cfg.gradient_accumulation_steps, cfg.seed)
+    tokenizer, tokens, labels = cache_tokens(cfg, accelerator)
+    maskgit = build_maskgit(cfg, tokens)
     accelerator.print(f"MaskGiT: {sum(p.numel() for p in maskgit.parameters()) / 1e6:.2f}M parameters, "
                       f"{len(tokens)} images of {maskgit.seq_len} sub-tokens (radices {maskgit.split.radices})")
-    model = MaskedTokenTraining(maskgit)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.adam_betas),
+    optimizer = torch.optim.AdamW(maskgit.parameters(), lr=cfg.lr, betas=tuple(cfg.adam_betas),
                                   weight_decay=cfg.weight_decay)
     schedule = get_scheduler("cosine", optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.max_steps)
-    ema = EMAModel(list(maskgit.parameters()), decay=cfg.ema_decay)
     loader = DataLoader(TensorDataset(maskgit.split.split(tokens.indices), labels), batch_size=cfg.batch_size,
                         shuffle=True, drop_last=True, num_workers=cfg.num_workers,
                         generator=torch.Generator().manual_seed(cfg.seed))
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    accelerator.register_for_checkpointing(ema, schedule)  # stepped once per optimiser step, by hand
-    step = resume(accelerator, out)
-    if accelerator.is_main_process:
-        accelerator.init_trackers("maskgit", config={k: str(v) for k, v in dataclasses.asdict(cfg).items()})
-    params = list(accelerator.unwrap_model(model).maskgit.parameters())
+    trainer = Trainer(cfg, accelerator, MaskedTokenTraining(maskgit), optimizer, loader, list(maskgit.parameters()),
+                      checkpointed=(schedule,), name="maskgit")  # the schedule steps once per optimiser step
 
     def pipeline() -> MaskGiTPipeline:
-        pipe = MaskGiTPipeline(accelerator.unwrap_model(model).maskgit, tokenizer)
-        pipe.sampling_defaults = {"num_steps": cfg.num_steps, "guidance_scale": cfg.guidance_scale,
-                                  "temperature": cfg.temperature, "choice_temperature": cfg.choice_temperature}
-        return pipe
+        return MaskGiTPipeline(maskgit, tokenizer, cfg.num_inference_steps, cfg.guidance_scale, cfg.temperature,
+                               cfg.choice_temperature)
 
-    def sample_grid(tag: str) -> None:
-        """One row per class, EMA weights, fixed seed."""
-        with ema_weights(ema, params):
-            labels = balanced_labels(cfg.grid_per_class * cfg.num_classes, cfg.num_classes).sort().values
-            images = sample(pipeline(), labels, cfg, cfg.seed, batch_size=len(labels))
-        path = save_image_grid(images, out / "grids" / f"{tag}.png", per_row=cfg.grid_per_class)
-        accelerator.print(f"[{tag}] samples: {path}")
+    def after_step(step: int) -> dict:
+        schedule.step()
+        return {"lr": torch.tensor(schedule.get_last_lr()[0])}
 
-    # --- the loop -----------------------------------------------------------------------------
-    progress = tqdm(total=cfg.max_steps, initial=step, desc="maskgit", disable=not accelerator.is_main_process)
-    first_step, tick = step, time.perf_counter()
-    micro = step * cfg.gradient_accumulation_steps
-    while step < cfg.max_steps:
-        for sub_tokens, batch_labels in epoch_batches(accelerator, loader, step, cfg.gradient_accumulation_steps):
-            model.train()
-            # masks and label dropout depend on (seed, micro-step, process) only: resuming repeats them
-            masks = torch.Generator().manual_seed((cfg.seed * 1_000_003 + micro) * 4099 + accelerator.process_index)
-            output = accumulated_step(accelerator, model, optimizer, sub_tokens, batch_labels, masks)
-            micro += 1
-            if not after_micro_step(accelerator, None, ema, params):
-                continue
-            schedule.step()
-            step += 1
-            progress.update(1)
-            if step % cfg.log_every == 0 or step == cfg.max_steps:
-                log_metrics(accelerator, {**output.logs, "lr": torch.tensor(schedule.get_last_lr()[0])}, step, progress)
-            if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
-                save_checkpoint(accelerator, out, step, keep=cfg.keep_checkpoints)
-            if accelerator.is_main_process and (step % cfg.grid_every == 0 or step == cfg.max_steps):
-                sample_grid(f"step_{step:08d}")
-            if step >= cfg.max_steps:
-                break
-    progress.close()
-    seconds = time.perf_counter() - tick
-
-    # --- the output: EMA weights, metrics, a loadable pipeline ---------------------------------
-    ema.copy_to(params)
+    run = trainer.run(mask_inputs(cfg, accelerator), sample_grids(trainer, pipeline, cfg), cfg.grid_every,
+                      after_step=after_step)
+    trainer.ema.copy_to(trainer.trainable)  # the output: EMA weights, a loadable pipeline, metrics
     pipe = pipeline()
     pipe.maskgit.eval()
-    pipe.info = {"recipe": "maskgit", "dataset": cfg.dataset, "steps": step, "tokenizer": cfg.tokenizer,
-                 "tokenizer_preset": tokenizer.info.get("preset"),
-                 "train_sequences_per_second": round((step - first_step) * cfg.batch_size
-                                                     * accelerator.num_processes / max(seconds, 1e-9), 1)}
-    if accelerator.is_main_process:
-        pipe.save_pretrained(out / "pipeline")  # before the evaluation, which takes a while
-        (out / "pipeline" / "training_config.yaml").write_text(config_yaml(cfg))
-        accelerator.print(f"saved the pipeline to {out / 'pipeline'}")
-        if cfg.eval_samples > 0:
-            rows = evaluate(pipe, cfg, out).get("rows", {})
-            pipe.info["metrics"] = {f"{metric} ({name})": value for name, row in rows.items()
-                                    for metric, value in row.items() if metric != "images"}
-            pipe.save_pretrained(out / "pipeline")  # again, with the metrics for its model card
+    pipe.info = {"recipe": "maskgit", "dataset": cfg.dataset, "steps": run.step, "tokenizer": cfg.tokenizer,
+                 "tokenizer_preset": tokenizer.info.get("preset"), "train_sequences_per_second": run.samples_per_second}
+    save_and_evaluate(pipe, cfg, accelerator)
     accelerator.end_training()
     return pipe
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main, "maskgit.py"))

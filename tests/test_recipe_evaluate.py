@@ -27,7 +27,8 @@ def test_flowmo_evaluation_writes_json_table_and_grid(tmp_path):
                         "--save-to-model"])
     saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert saved["metrics"] == result["metrics"] and saved["num_images"] == 4
-    assert saved["sampler"]["num_inference_steps"] == 2 and saved["skipped"]["rfid"] == "disabled with --no-fid"
+    assert saved["sampler"]["num_inference_steps"] == 2 and saved["skipped"] == []
+    assert saved["skipped_metrics"]["rfid"] == "disabled with --no-fid"
     assert saved["metrics"]["bpp"] == 16 * 18 / 32**2
     # independent PSNR: the same reconstructions (same per-batch generators) scored by scikit-image
     data = load_image_dataset("embedded", "eval", 32, train=False)
@@ -35,7 +36,8 @@ def test_flowmo_evaluation_writes_json_table_and_grid(tmp_path):
     for index in range(2):
         images = torch.stack([data[2 * index + i]["pixel_values"] for i in range(2)])
         generator = torch.Generator().manual_seed(index * 1009)
-        recon = pipe.decode(pipe.encode(images), num_inference_steps=2, generator=generator, output_type="pt")
+        recon = pipe.decode(pipe.encode((images + 1) / 2), num_inference_steps=2, generator=generator,
+                            output_type="pt").images * 2 - 1
         scores += [peak_signal_noise_ratio(a.numpy().astype(np.float64), b.numpy().astype(np.float64), data_range=2)
                    for a, b in zip(images, recon)]
     assert abs(saved["metrics"]["psnr"] - np.mean(scores)) < 1e-4
@@ -44,7 +46,7 @@ def test_flowmo_evaluation_writes_json_table_and_grid(tmp_path):
     for index in range(2):
         images = torch.stack([data[2 * index + i]["pixel_values"] for i in range(2)])
         noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(index))
-        codes = pipe.encode(images).codes
+        codes = pipe.encode((images + 1) / 2).codes
         for drop, scores_of in ((False, with_code), (True, without)):
             x_hat = noise - pipe.decoder(codes, noise, torch.ones(2), drop_code=drop)
             scores_of += [peak_signal_noise_ratio(a.numpy().astype(np.float64), b.detach().numpy().astype(np.float64),
@@ -65,7 +67,7 @@ def test_missing_lpips_weights_are_skipped_with_the_reason(tmp_path, monkeypatch
     result = _evaluate(["--model", str(tmp_path / "model"), "--output-dir", str(tmp_path / "eval"),
                         "--lpips", "vgg", *FAST])
     assert "lpips_vgg" not in result["metrics"]
-    assert "import_weights lpips" in result["skipped"]["lpips_vgg"]
+    assert "import_weights lpips" in result["skipped_metrics"]["lpips_vgg"]
 
 
 def test_one_pass_pipelines_are_evaluated_too(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.recipes import load_recipe, run_recipe
+from tests.recipes import assert_trained, heldout_loss, initial_tokenizer, load_recipe, run_recipe
 from tokenizer_zoo.pipelines import FlowMoPipeline
 
 # small and fast: no LPIPS (covered by the loss tests), tiny images, a few steps
@@ -41,9 +41,15 @@ def test_resume_equals_uninterrupted_training(tmp_path):
     assert straight.keys() == resumed.keys() and straight
     for name in straight:
         torch.testing.assert_close(resumed[name], straight[name], atol=1e-6, rtol=0, msg=name)
-    # the output folder loads back as a pipeline and its weights are not the initial ones
+    # the output folder loads back as a pipeline, every weight trained and the held-out flow loss fell
     pipe = FlowMoPipeline.from_pretrained(tmp_path / "resumed" / "pipeline")
     assert pipe.decoder.config.image_size == 32
+    initial = initial_tokenizer("flowmo_tiny")
+    initial_weights = {f"{part}.{k}": v for part in ("encoder", "decoder")
+                       for k, v in getattr(initial, part).state_dict().items()}
+    assert_trained(initial_weights, {k: v for k, v in resumed.items() if k in initial_weights},
+                   heldout_loss(initial.encoder, initial.quantizer, initial.decoder),
+                   heldout_loss(pipe.encoder, pipe.quantizer, pipe.decoder))
     first = sorted((tmp_path / "resumed" / "grids").glob("*.png"))
     assert [p.name for p in first] == ["step_00000000.png", "step_00000003.png", "step_00000006.png"]
 
@@ -65,4 +71,6 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     assert rank0.keys() == rank1.keys() == single_state.keys()
     for name, value in single_state.items():
         torch.testing.assert_close(rank1[name], rank0[name], atol=0, rtol=0, msg=name)
-        torch.testing.assert_close(rank0[name], value, atol=1e-5, rtol=1e-4, msg=name)
+        # all-reduce order changes gradients by ~1e-7; Adam can turn that into ~2e-5 on near-zero gradients
+        # (a wrong batch split or noise slice moves weights by ~lr = 1e-3)
+        torch.testing.assert_close(rank0[name], value, atol=5e-5, rtol=1e-4, msg=name)

@@ -9,12 +9,12 @@ from sklearn.linear_model import LogisticRegression
 
 from tests.metrics.test_generation import MeanColourFeatures
 from tests.pipelines.conftest import tiny_pipeline
-from tests.recipes import load_recipe, run_recipe
+from tests.recipes import assert_trained, load_recipe, run_recipe
 from tokenizer_zoo.data import EmbeddedDigits
 from tokenizer_zoo.pipelines import MaskGiTPipeline
 
 TINY = ["hidden_size=32", "num_layers=1", "num_heads=2", "batch_size=8", "warmup_steps=10", "log_every=1",
-        "checkpoint_every=2", "grid_every=100", "grid_per_class=1", "eval_steps=2", "num_steps=4", "eval_samples=0"]
+        "checkpoint_every=2", "grid_every=100", "grid_per_class=1", "eval_steps=2", "num_inference_steps=4", "eval_samples=0"]
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +27,17 @@ def tokenizer(tmp_path_factory):
 def _pooled_grey(data, count):
     grey = [data[i]["pixel_values"].numpy().mean(0) for i in range(count)]
     return np.stack([image.reshape(16, 2, 16, 2).mean((1, 3)).ravel() for image in grey])
+
+
+@torch.no_grad()
+def _heldout_masked_loss(pipe: MaskGiTPipeline, count: int = 40) -> float:
+    """MaskGiT's masked-token loss on held-out digits (their tokens and labels), fixed masks."""
+    data = EmbeddedDigits("eval")
+    images = torch.stack([data[i]["pixel_values"] for i in range(count)])
+    sub_tokens = pipe.maskgit.split.split(pipe.tokenizer.encode((images + 1) / 2).indices)
+    labels = torch.tensor([int(data[i]["label"]) for i in range(count)])
+    pipe.maskgit.eval()
+    return pipe.maskgit.masked_loss(sub_tokens, labels, generator=torch.Generator().manual_seed(0)).loss.item()
 
 
 def _maskgit_weights(folder):
@@ -45,7 +56,10 @@ def test_resumed_training_equals_an_uninterrupted_run(tmp_path, tokenizer):
         assert torch.allclose(resumed[name], value, atol=1e-6), name
     loaded = MaskGiTPipeline.from_pretrained(tmp_path / "resumed" / "pipeline")
     assert loaded.maskgit.config.token_shape == [16, 2] and loaded.maskgit.split.radices == [512, 512]
-    assert loaded.sampling_defaults["num_steps"] == 4 and loaded.info["recipe"] == "maskgit"
+    initial = run_recipe("maskgit", [*common, f"output_dir={tmp_path / 'initial'}", "max_steps=0"])  # no step
+    assert_trained(initial.maskgit.state_dict(), loaded.maskgit.state_dict(),
+                   _heldout_masked_loss(initial), _heldout_masked_loss(loaded))
+    assert loaded.sampling_defaults["num_inference_steps"] == 4 and loaded.info["recipe"] == "maskgit"
 
 
 def test_metrics_rows_with_a_stand_in_feature_network(tmp_path, tokenizer, monkeypatch):

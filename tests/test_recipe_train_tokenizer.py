@@ -5,7 +5,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.recipes import run_recipe
+from tests.recipes import assert_trained, heldout_loss, initial_tokenizer, run_recipe
 from tokenizer_zoo.pipelines import TokenizerPipeline
 
 FAST = ["perceptual_weight=0", "batch_size=4", "eval_images=4", "eval_steps=1", "log_every=1", "grid_every=1000",
@@ -29,5 +29,10 @@ def test_one_pass_baseline_trains_resumes_and_loads(tmp_path, preset):
             torch.testing.assert_close(load_file(twin)[name], value, atol=1e-6, rtol=0, msg=name)
     pipe = TokenizerPipeline.from_pretrained(tmp_path / "resumed" / "pipeline")
     assert pipe.info["recipe"] == "train_tokenizer" and pipe.info["preset"] == preset
-    out = pipe(torch.rand(2, 3, 32, 32) * 2 - 1, output_type="pt")
+    out = pipe(torch.rand(2, 3, 32, 32), output_type="pt").images
     assert out.shape == (2, 3, 32, 32) and torch.isfinite(out).all()
+    initial = initial_tokenizer(preset)
+    assert_trained({f"{part}.{k}": v for part in ("encoder", "decoder") for k, v in getattr(initial, part).state_dict().items()},
+                   {f"{part}.{k}": v for part in ("encoder", "decoder") for k, v in getattr(pipe, part).state_dict().items()},
+                   heldout_loss(initial.encoder, initial.quantizer, initial.decoder),
+                   heldout_loss(pipe.encoder, pipe.quantizer, pipe.decoder))

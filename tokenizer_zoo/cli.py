@@ -2,15 +2,19 @@
 
     tokenizer-zoo list                                   every registered component, plugins included
     tokenizer-zoo encode IMAGES... --model M -o tokens.safetensors [--batch-size 16]
-    tokenizer-zoo decode tokens.safetensors --model M -o DIR [--steps 25 --rho 4 --guidance 1.5 --seed 0]
+    tokenizer-zoo decode tokens.safetensors --model M -o DIR [--steps N --rho R --guidance G --seed 0]
     tokenizer-zoo reconstruct IMAGES... --model M -o DIR [sampler flags]   PNGs + grid.png
     tokenizer-zoo likelihood IMAGES... --model M [--steps 25 --seed 0]     bits/dim per image
+    tokenizer-zoo convert ORIGINAL.pth [--config ORIGINAL.yaml] -o FOLDER  a FlowMo release checkpoint -> pipeline
 
 IMAGES are files, directories (searched recursively for image files) and glob patterns. Images
 are read by :func:`tokenizer_zoo.data.images.open_image` and resized/cropped by the pipeline's
 evaluation transform, the rules the datasets follow. Unreadable images are reported on stderr and
 skipped, or stop the command with ``--strict``. M is a pipeline folder or a Hub id (the local
-cache is used with ``HF_HUB_OFFLINE=1``). Exit status: 0 success, 1 error, 2 bad usage.
+cache is used with ``HF_HUB_OFFLINE=1``) of any kind: FlowMoPipeline, TokenizerPipeline, or
+MaskGiTPipeline, whose tokenizer is used. Sampler flags left out take the model's saved defaults.
+Errors are one line; ``--verbose`` adds the traceback.
+Exit status: 0 success, 1 error, 2 bad usage.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from tokenizer_zoo.errors import VERBOSE_FLAG, report, split_verbose
 from tokenizer_zoo.registry import ALL_REGISTRIES
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".webp", ".tif", ".tiff",
@@ -63,7 +68,8 @@ def _print_table(headers: tuple[str, ...], rows: list[tuple]) -> None:
 @dataclass(frozen=True)
 class ImageSource:
     path: Path
-    name: str  # as shown to the user and stored in token files
+    name: str  # as shown to the user
+    stored_name: str  # as stored in token files: relative to the folder given, else the file name, never absolute
 
 
 def find_images(patterns: list[str], strict: bool) -> list[ImageSource]:
@@ -72,14 +78,14 @@ def find_images(patterns: list[str], strict: bool) -> list[ImageSource]:
     for pattern in patterns:
         path = Path(pattern)
         if path.is_dir():
-            matches = [ImageSource(p, str(p)) for p in sorted(path.rglob("*"))
+            matches = [ImageSource(p, str(p), p.relative_to(path).as_posix()) for p in sorted(path.rglob("*"))
                        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
         elif path.is_file():
-            matches = [ImageSource(path, pattern)]
+            matches = [ImageSource(path, pattern, path.name)]
         else:
             hits = sorted(glob.glob(pattern, recursive=True))
             matches = [m for hit in hits for m in (find_images([hit], strict) if Path(hit).is_dir()
-                                                   else [ImageSource(Path(hit), hit)])]
+                                                   else [ImageSource(Path(hit), hit, Path(hit).name)])]
             if not matches:
                 _skip(f"{pattern}: no such file, directory or matching image", strict)
         for source in matches:
@@ -93,11 +99,12 @@ def _skip(message: str, strict: bool) -> None:
     print(f"tokenizer-zoo: skipping: {message}", file=sys.stderr)
 
 
-def read_batches(sources: list[ImageSource], batch_size: int, strict: bool) -> Iterator[tuple[list, list[str]]]:
-    """(PIL images, names) batches of the readable images; each unreadable one is reported or fatal."""
+def read_batches(sources: list[ImageSource], batch_size: int, strict: bool
+                 ) -> Iterator[tuple[list, list[ImageSource]]]:
+    """(PIL images, their sources) batches of the readable images; each unreadable one is reported or fatal."""
     from tokenizer_zoo.data.images import InvalidImageError, open_image
 
-    images, names, readable = [], [], 0
+    images, batch, readable = [], [], 0
     for source in sources:
         try:
             image = open_image(source.path, source.name)
@@ -105,13 +112,13 @@ def read_batches(sources: list[ImageSource], batch_size: int, strict: bool) -> I
             _skip(str(error), strict)
             continue
         images.append(image)
-        names.append(source.name)
+        batch.append(source)
         readable += 1
         if len(images) == batch_size:
-            yield images, names
-            images, names = [], []
+            yield images, batch
+            images, batch = [], []
     if images:
-        yield images, names
+        yield images, batch
     if not readable:
         raise CLIError(f"none of the {len(sources)} image files could be read")
 
@@ -125,29 +132,33 @@ def _sources(args: argparse.Namespace) -> list[ImageSource]:
 
 # --- models -----------------------------------------------------------------------------------
 def load_pipeline(args: argparse.Namespace):
-    """The pipeline of ``--model`` on ``--device``, with progress bars per ``--quiet``."""
+    """The tokenizer of ``--model`` (a FlowMoPipeline or TokenizerPipeline folder, or a MaskGiTPipeline
+    folder's tokenizer) on ``--device``, with progress bars per ``--quiet``."""
     import torch
     from diffusers.utils import logging as diffusers_logging
 
-    from tokenizer_zoo.pipelines import FlowMoPipeline
+    from tokenizer_zoo.pipelines import MaskGiTPipeline, load_pipeline
+    from tokenizer_zoo.pipelines.base import MissingPluginError
+    from tokenizer_zoo.pipelines.folders import PipelineFolderError
+    from tokenizer_zoo.validation import NonFiniteError
 
-    model = Path(args.model)
-    if model.exists() and not (model / "model_index.json").is_file():
-        raise CLIError(f"--model {args.model} is not a pipeline folder (no model_index.json in it); give the folder "
-                       "written by a recipe or save_pretrained(), or a Hub id")
-    if not model.exists() and (args.model.startswith((".", "/", "~")) or args.model.count("/") != 1):
-        raise CLIError(f"--model {args.model}: no such folder (and not a Hub id of the form owner/name)")
     was_enabled = diffusers_logging.is_progress_bar_enabled()
     if args.quiet:
         diffusers_logging.disable_progress_bar()  # the "Loading pipeline components" bar
     try:
-        pipe = FlowMoPipeline.from_pretrained(args.model)
+        pipe = load_pipeline(args.model)
+    except (PipelineFolderError, NonFiniteError, MissingPluginError) as error:  # their messages say what to do
+        raise CLIError(f"--model {error}") from error
+    except ValueError as error:  # not a pipeline folder of the zoo
+        raise CLIError(f"cannot load the model {args.model}: {error}") from error
     except Exception as error:  # diffusers / huggingface_hub raise many types for missing or offline models
         raise CLIError(f"cannot load the model {args.model}: {type(error).__name__}: {error}. For a Hub id, "
                        "download it once online (or set HF_HUB_OFFLINE=1 to use the local cache).") from error
     finally:
         if was_enabled:
             diffusers_logging.enable_progress_bar()
+    if isinstance(pipe, MaskGiTPipeline):
+        pipe = pipe.tokenizer
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         pipe.to(torch.device(device))
@@ -160,7 +171,8 @@ def load_pipeline(args: argparse.Namespace):
 def _sampling(args: argparse.Namespace) -> dict:
     import torch
 
-    return {"num_inference_steps": args.steps, "rho": args.rho, "guidance_scale": args.guidance,
+    given = {"num_inference_steps": args.steps, "rho": args.rho, "guidance_scale": args.guidance}
+    return {**{key: value for key, value in given.items() if value is not None},
             "generator": torch.Generator().manual_seed(args.seed)}
 
 
@@ -207,9 +219,9 @@ def _encode(args: argparse.Namespace) -> int:
     pipe = load_pipeline(args)
     signature_of(pipe)  # fails early, with its message, for a model without token ids (continuous codes)
     indices, names = [], []
-    for images, batch_names in read_batches(sources, args.batch_size, args.strict):
+    for images, batch_sources in read_batches(sources, args.batch_size, args.strict):
         indices.append(pipe.encode(images).indices.cpu())
-        names.extend(batch_names)
+        names.extend(source.stored_name for source in batch_sources)
     preset = (getattr(pipe, "info", None) or {}).get("preset")
     path = save_tokens(args.output, torch.cat(indices), pipe.quantizer, pipe.image_size, preset=preset, names=names)
     _info(args, f"encoded {len(names)} images -> {path} ({path.stat().st_size} bytes)")
@@ -225,7 +237,7 @@ def _decode(args: argparse.Namespace) -> int:
     sampling, names = _sampling(args), OutputNames()
     for start in range(0, len(tokens), args.batch_size):
         batch = tokens.indices[start:start + args.batch_size]
-        for offset, image in enumerate(pipe.decode(batch, output_type="pil", **sampling)):
+        for offset, image in enumerate(pipe.decode(batch, output_type="pil", **sampling).images):
             index = start + offset
             image.save(folder / names(tokens.names[index] if tokens.names else None, index))
     _info(args, f"decoded {len(tokens)} images -> {folder}")
@@ -235,7 +247,8 @@ def _decode(args: argparse.Namespace) -> int:
 def _reconstruct(args: argparse.Namespace) -> int:
     import torch
 
-    from tokenizer_zoo.pipelines.images import from_model_output, to_model_input
+    from tokenizer_zoo.data.images import from_model_output
+    from tokenizer_zoo.data.transforms import to_model_input
     from tokenizer_zoo.training.reporting import save_comparison_grid
 
     sources = _sources(args)
@@ -243,11 +256,11 @@ def _reconstruct(args: argparse.Namespace) -> int:
     folder = _output_folder(args.output)
     sampling, out_names = _sampling(args), OutputNames(reserved=(GRID_NAME,))
     originals, reconstructions, count = [], [], 0
-    for images, names in read_batches(sources, args.batch_size, args.strict):
-        pixels = to_model_input(images, pipe.image_size)
-        recon = pipe(pixels, output_type="pt", **sampling).cpu()
-        for image, name in zip(from_model_output(recon, "pil"), names):
-            image.save(folder / out_names(name, count))
+    for images, batch_sources in read_batches(sources, args.batch_size, args.strict):
+        pixels = to_model_input(images, pipe.image_size)  # [-1, 1], the grid's convention
+        recon = pipe(images, output_type="pt", **sampling).images.cpu() * 2 - 1
+        for image, source in zip(from_model_output(recon, "pil"), batch_sources):
+            image.save(folder / out_names(source.name, count))
             count += 1
         originals.append(pixels)
         reconstructions.append(recon)
@@ -259,20 +272,33 @@ def _reconstruct(args: argparse.Namespace) -> int:
 def _likelihood(args: argparse.Namespace) -> int:
     import torch
 
-    from tokenizer_zoo.pipelines.images import to_model_input
-
     sources = _sources(args)
     pipe = load_pipeline(args)
     if not callable(getattr(pipe, "likelihood", None)):
         raise CLIError(f"{type(pipe).__name__} has no likelihood(); this version of tokenizer-zoo cannot compute it")
     generator = torch.Generator().manual_seed(args.seed)
     rows = []
-    for images, names in read_batches(sources, args.batch_size, args.strict):
-        pixels = to_model_input(images, pipe.image_size)
-        result = pipe.likelihood(pixels, num_inference_steps=args.steps, generator=generator)
-        rows.extend(zip(names, result.bits_per_dim.float().cpu().tolist()))
+    for images, batch_sources in read_batches(sources, args.batch_size, args.strict):
+        result = pipe.likelihood(images, **({"num_inference_steps": args.steps} if args.steps else {}),
+                                 generator=generator)
+        rows.extend(zip([source.name for source in batch_sources], result.bits_per_dim.float().cpu().tolist()))
     mean = sum(value for _, value in rows) / len(rows)
     _print_table(("image", "bits/dim"), [(name, f"{value:.4f}") for name, value in rows] + [("mean", f"{mean:.4f}")])
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from tokenizer_zoo.pipelines.single_file import (CheckpointError, check_output_folder, convert_release_checkpoint,
+                                                     dropped_summary, save_converted)
+
+    try:
+        check_output_folder(args.output)
+        result = convert_release_checkpoint(args.checkpoint, config=args.config, state_dict_key=args.state_dict)
+        folder = save_converted(result.pipeline, args.output)
+    except CheckpointError as error:
+        raise CLIError(str(error)) from None
+    _info(args, dropped_summary(result))
+    _info(args, f"converted {args.checkpoint} -> {folder} (use it as --model {folder})")
     return 0
 
 
@@ -299,10 +325,11 @@ def _image_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _sampler_options(parser: argparse.ArgumentParser, full: bool = True) -> None:
-    parser.add_argument("--steps", type=_positive, default=25, help="sampling steps (default 25)")
+    parser.add_argument("--steps", type=_positive, default=None, help="sampling steps (default: the model's)")
     if full:
-        parser.add_argument("--rho", type=float, default=4.0, help="timestep schedule shift (default 4)")
-        parser.add_argument("--guidance", type=float, default=1.5, help="classifier-free guidance scale (default 1.5)")
+        parser.add_argument("--rho", type=float, default=None, help="timestep schedule shift (default: the model's)")
+        parser.add_argument("--guidance", type=float, default=None,
+                            help="classifier-free guidance scale (default: the model's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (default 0)")
 
 
@@ -323,6 +350,8 @@ def _command(commands, name: str, summary: str, run, images: bool = False, outpu
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tokenizer-zoo", description="Image tokenizers: list, encode, decode, use.")
+    parser.add_argument(VERBOSE_FLAG, action="store_true",
+                        help="on an error, print its traceback too (accepted anywhere on the command line)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     listing = commands.add_parser("list", help="print every registered component and the distribution providing it")
     listing.add_argument("--kind", choices=sorted(ALL_REGISTRIES), help="only this kind of component")
@@ -337,19 +366,27 @@ def build_parser() -> argparse.ArgumentParser:
              images=True, output=("DIR", "folder for the PNGs"), sampler="full")
     _command(commands, "likelihood", "bits/dim of images under the decoder, per image and mean", _likelihood,
              images=True, sampler="seed")
+    convert = commands.add_parser("convert", help="a FlowMo reference-release checkpoint -> a pipeline folder",
+                                  description="a FlowMo reference-release checkpoint -> a pipeline folder")
+    convert.add_argument("checkpoint", metavar="ORIGINAL.pth",
+                         help="the release's .pth: a file, a Hub URL, owner/repo/file.pth, or flowmo_lo / flowmo_hi")
+    convert.add_argument("--config", metavar="ORIGINAL.yaml", help="the release's yaml of that checkpoint "
+                         "(image size, code length, LFQ grouping, sampler); default: the release's base config")
+    convert.add_argument("--state-dict", choices=("model_ema_state_dict", "model_state_dict"),
+                         help="which weights (default: the config's eval.state_dict_key, i.e. the EMA weights)")
+    convert.add_argument("-o", "--output", required=True, metavar="FOLDER", help="new folder for the pipeline")
+    convert.add_argument("--quiet", action="store_true", help="no summary lines")
+    convert.set_defaults(run=_convert)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv, verbose = split_verbose(sys.argv[1:] if argv is None else [str(arg) for arg in argv])
     args = build_parser().parse_args(argv)
-    from tokenizer_zoo.data.images import InvalidImageError
-    from tokenizer_zoo.tokens import TokenFileError, TokenMismatchError
-
     try:
         return args.run(args)
-    except (CLIError, TokenFileError, TokenMismatchError, InvalidImageError, OSError) as error:
-        print(f"tokenizer-zoo {args.command}: error: {error}", file=sys.stderr)
-        return 1
+    except Exception as error:  # one line each (tokenizer-zoo's own errors say what to do); --verbose: traceback
+        return report(error, f"tokenizer-zoo {args.command}", verbose)
     except KeyboardInterrupt:
         print("tokenizer-zoo: interrupted", file=sys.stderr)
         return 130

@@ -1,10 +1,11 @@
-"""Named outputs of components and pipelines (never positional tuples)."""
+"""Named outputs of components and pipelines (pipelines give tuples only with ``return_dict=False``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import torch
+from diffusers.utils import BaseOutput
 
 
 @dataclass
@@ -24,8 +25,11 @@ class QuantizerOutput:
 
 
 @dataclass
-class EncodeOutput:
-    """Tokens of a batch of images: ``indices`` (int64, or None when continuous) and ``codes`` (B, S, d)."""
+class EncodeOutput(BaseOutput):
+    """Tokens of a batch of images: ``indices`` (int64, or None when continuous) and ``codes`` (B, S, d).
+
+    ``encode(..., return_dict=False)`` returns the tuple ``(indices, codes)``, ``indices`` None included.
+    """
 
     indices: torch.Tensor | None
     codes: torch.Tensor

@@ -3,7 +3,7 @@
     save_tokens("tokens.safetensors", pipe.encode(images).indices, pipe.quantizer, pipe.image_size,
                 preset="flowmo_lo", names=["a.png", "b.png"])
     tokens = load_tokens("tokens.safetensors", expect=pipe)   # TokenFile; raises if pipe did not make them
-    images = pipe.decode(tokens.indices)
+    images = pipe.decode(tokens.indices).images
 
 Format ``tokenizer-zoo-tokens``, version 1: one safetensors file holding exactly one tensor.
 
@@ -32,7 +32,8 @@ Format ``tokenizer-zoo-tokens``, version 1: one safetensors file holding exactly
   ``image_size``     side in pixels of the images the tokens were made from
   ``num_images``     ``N``
   ``preset``         optional: the preset name of the tokenizer
-  ``names``          optional: JSON list of N per-image names (e.g. source file names)
+  ``names``          optional: JSON list of N per-image names (file names relative to the folder
+                     encoded; never absolute paths)
   ``labels``         optional: JSON list of N integer class labels (for class-conditional models)
   ================== ==================================================================
 
@@ -47,7 +48,7 @@ import math
 import os
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Sequence
 
 import numpy as np
@@ -209,6 +210,12 @@ def _check_indices(indices: torch.Tensor, quantizer, vocab_size: int) -> None:
                              "were they made by another quantizer?")
 
 
+def _portable_name(name) -> str:
+    """``name`` as stored: an absolute path keeps only its file name, so shared files do not reveal directories."""
+    windows = PureWindowsPath(str(name))  # splits POSIX paths too; knows drive letters and UNC
+    return windows.name if PurePosixPath(str(name)).is_absolute() or windows.is_absolute() else str(name)
+
+
 def _smallest_unsigned(vocab_size: int):
     return next(dtype for dtype in _UNSIGNED if vocab_size - 1 <= np.iinfo(dtype).max)
 
@@ -244,7 +251,8 @@ def save_tokens(path: str | os.PathLike, indices: torch.Tensor, quantizer, image
 
     ``quantizer`` may also be a pipeline (its ``.quantizer`` is used). ``image_size`` is the side of
     the images the tokens encode; ``preset`` the tokenizer's preset name if known; ``names`` one
-    string per image; ``labels`` one integer class label per image. Raises :class:`TokenFileError` for continuous quantizers and for ids that do
+    string per image (an absolute path is stored as its file name); ``labels`` one integer class
+    label per image. Raises :class:`TokenFileError` for continuous quantizers and for ids that do
     not fit the quantizer.
     """
     quantizer = getattr(quantizer, "quantizer", quantizer)
@@ -252,7 +260,7 @@ def save_tokens(path: str | os.PathLike, indices: torch.Tensor, quantizer, image
     _check_indices(indices, quantizer, vocab_size)
     count = indices.shape[0]
     if names is not None:
-        names = [str(name) for name in names]
+        names = [_portable_name(name) for name in names]
         if len(names) != count:
             raise TokenFileError(f"got {len(names)} names for {count} images; give one name per image or none")
     if labels is not None:
@@ -395,8 +403,7 @@ def check_compatible(made_by: TokenizerSignature, used_with: TokenizerSignature,
     differences = made_by.differences(used_with)
     if differences:
         raise TokenMismatchError(
-            f"{source} was made by another tokenizer (different {', '.join(differences)}):\n"
-            f"  token file: {made_by.describe()}\n"
-            f"  model:      {used_with.describe()}\n"
-            "Decode it with the model that encoded it, or re-encode the images with this model."
+            f"{source} was made by another tokenizer (different {', '.join(differences)}): token file: "
+            f"{made_by.describe()}; model: {used_with.describe()}. Decode it with the model that encoded it, "
+            "or re-encode the images with this model."
         )

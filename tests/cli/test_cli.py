@@ -40,7 +40,7 @@ def _subcommands() -> list[str]:
 
 
 def test_every_subcommand_is_there():
-    assert _subcommands() == ["decode", "encode", "likelihood", "list", "reconstruct"]
+    assert _subcommands() == ["convert", "decode", "encode", "likelihood", "list", "reconstruct"]
 
 
 @pytest.mark.parametrize("command", _subcommands())
@@ -60,7 +60,7 @@ def test_encode_decode_round_trip(run, model_dir, image_dir, tmp_path):
 
     pipe = FlowMoPipeline.from_pretrained(model_dir)
     tokens = load_tokens(tokens_path, expect=pipe)
-    assert tokens.names == [str(image_dir / name) for name in GOOD_IMAGES]
+    assert tokens.names == list(GOOD_IMAGES)  # relative to the folder given: no absolute paths in shared files
     assert tokens.preset == "flowmo_tiny" and tokens.image_size == 32
     # the same images through the library: the dataset conversion rules, the pipeline's eval transform
     expected = pipe.encode([open_image(image_dir / name) for name in GOOD_IMAGES]).indices
@@ -75,7 +75,7 @@ def test_encode_decode_round_trip(run, model_dir, image_dir, tmp_path):
     assert decoded.size == (32, 32) and decoded.mode == "RGB"
     # the seed fixes the noise: decoding the token ids in the library gives the same pixels
     again = pipe.decode(tokens.indices, num_inference_steps=2, generator=torch.Generator().manual_seed(3),
-                        output_type="pil")
+                        output_type="pil").images
     assert np.array_equal(np.asarray(again[1]), np.asarray(decoded))
 
 
@@ -112,13 +112,13 @@ def test_likelihood_table_of_any_likelihood(run, model_dir, image_dir, monkeypat
     calls = []
 
     def fake_likelihood(self, images, num_inference_steps, generator):
-        calls.append((tuple(images.shape), num_inference_steps, generator.initial_seed()))
-        return SimpleNamespace(bits_per_dim=torch.arange(1, images.shape[0] + 1, dtype=torch.float64))
+        calls.append((len(images), num_inference_steps, generator.initial_seed()))
+        return SimpleNamespace(bits_per_dim=torch.arange(1, len(images) + 1, dtype=torch.float64))
 
     monkeypatch.setattr(FlowMoPipeline, "likelihood", fake_likelihood, raising=False)
     code, out, _ = run("likelihood", image_dir, "--model", model_dir, "--batch-size", "3", "--steps", "7",
                        "--seed", "5", "--quiet")
-    assert code == 0 and calls == [((3, 3, 32, 32), 7, 5), ((1, 3, 32, 32), 7, 5)]
+    assert code == 0 and calls == [(3, 7, 5), (1, 7, 5)]  # the PIL images of each batch
     rows = [line.split() for line in out.strip().splitlines()[1:]]
     assert rows == [[str(image_dir / GOOD_IMAGES[0]), "1.0000"], [str(image_dir / GOOD_IMAGES[1]), "2.0000"],
                     [str(image_dir / GOOD_IMAGES[2]), "3.0000"], [str(image_dir / GOOD_IMAGES[3]), "1.0000"],
@@ -177,3 +177,36 @@ def test_output_names_are_flat_and_unique():
     names = OutputNames(reserved=("grid.png",))
     assert [names(n, i) for i, n in enumerate(["a/x.jpg", "b/x.png", "grid.tif", None, "X.png"])] == [
         "x.png", "x-1.png", "grid-1.png", "000003.png", "X-2.png"]
+
+
+@pytest.fixture(scope="session")
+def other_model_dirs(tmp_path_factory):
+    """A TokenizerPipeline folder (one-pass decoder) and a MaskGiTPipeline folder over the tiny FlowMo tokenizer."""
+    from tests.generation.test_maskgit import tiny_maskgit
+    from tests.pipelines.conftest import tiny_pipeline
+    from tests.pipelines.one_pass_decoder import LinearTestDecoder
+    from tokenizer_zoo.pipelines import MaskGiTPipeline, TokenizerPipeline
+    from tokenizer_zoo.presets import build_tokenizer
+
+    root = tmp_path_factory.mktemp("other_models")
+    parts = build_tokenizer("flowmo_tiny")
+    TokenizerPipeline(parts.encoder, parts.quantizer, LinearTestDecoder()).save_pretrained(root / "one_pass")
+    maskgit = tiny_maskgit(token_shape=(16, 2), index_vocab_size=512, num_sub_tokens=2, num_classes=10)
+    MaskGiTPipeline(maskgit, tiny_pipeline()).save_pretrained(root / "maskgit")
+    return {"TokenizerPipeline": root / "one_pass", "MaskGiTPipeline": root / "maskgit"}
+
+
+@pytest.mark.parametrize("kind", ["TokenizerPipeline", "MaskGiTPipeline"])
+def test_commands_work_on_every_kind_of_pipeline_folder(run, other_model_dirs, image_dir, tmp_path, kind):
+    from tokenizer_zoo.pipelines import load_pipeline
+
+    folder = other_model_dirs[kind]
+    code, _, err = run("reconstruct", image_dir / "colour.png", "--model", folder, "-o", tmp_path / "out", *FAST)
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["colour.png", "grid.png"]
+    code, _, err = run("encode", image_dir / "colour.png", "--model", folder, "-o", tmp_path / "t.safetensors", *FAST[2:])
+    assert code == 0, err
+    tokenizer = load_pipeline(folder)
+    tokenizer = getattr(tokenizer, "tokenizer", tokenizer)  # a MaskGiT folder's tokenizer encodes
+    expected = tokenizer.encode(open_image(image_dir / "colour.png")).indices
+    assert torch.equal(load_tokens(tmp_path / "t.safetensors", expect=tokenizer).indices, expected)

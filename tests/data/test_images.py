@@ -82,8 +82,10 @@ def test_numpy_and_tensor_inputs():
     from_uint8 = image_to_tensor(rgb)
     np.testing.assert_allclose(_pixels(from_uint8), rgb, atol=1e-3)
     torch.testing.assert_close(image_to_tensor(rgb.astype(np.float32) / 255.0), from_uint8)
-    signed = torch.from_numpy(rgb).permute(2, 0, 1).float() / 127.5 - 1.0
-    torch.testing.assert_close(image_to_tensor(signed), from_uint8, atol=1e-6, rtol=0)
+    unit = torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0  # float tensors: [0, 1], as in diffusers
+    torch.testing.assert_close(image_to_tensor(unit), from_uint8, atol=1e-6, rtol=0)
+    with pytest.raises(InvalidImageError, match=r"\(x \+ 1\) / 2"):  # the [-1, 1] form is refused, with the fix
+        image_to_tensor(unit * 2 - 1)
     torch.testing.assert_close(image_to_tensor(torch.from_numpy(rgb).permute(2, 0, 1)), from_uint8)
     grey = image_to_tensor(rgb[..., 0])
     assert grey.shape == (3, 10, 12) and torch.equal(grey[0], grey[1])

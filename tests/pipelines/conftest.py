@@ -58,4 +58,4 @@ def images():
     from tokenizer_zoo.data import EmbeddedPhotos
 
     data = EmbeddedPhotos("eval", image_size=32)
-    return torch.stack([data[i]["pixel_values"] for i in range(3)])
+    return (torch.stack([data[i]["pixel_values"] for i in range(3)]) + 1) / 2  # [0, 1], the pipelines' convention

@@ -6,7 +6,7 @@ from PIL import Image
 from tokenizer_zoo.outputs import EncodeOutput
 from tokenizer_zoo.pipelines import FlowMoPipeline
 from tokenizer_zoo.pipelines.flowmo import DEFAULT_GUIDANCE_INTERVAL
-from tokenizer_zoo.pipelines.images import from_model_output
+from tokenizer_zoo.data.images import from_model_output
 
 
 def test_encode_returns_indices_and_binary_codes(pipe, images):
@@ -18,8 +18,8 @@ def test_encode_returns_indices_and_binary_codes(pipe, images):
 
 
 def test_pil_numpy_and_tensor_inputs_single_or_batched_agree(pipe, images):
-    as_uint8 = ((images + 1) * 127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
-    quantised = torch.from_numpy(as_uint8).permute(0, 3, 1, 2).float() / 127.5 - 1
+    as_uint8 = (images * 255).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+    quantised = torch.from_numpy(as_uint8).permute(0, 3, 1, 2).float() / 255  # [0, 1], as in diffusers
     reference = pipe.encode(quantised).indices
     pils = [Image.fromarray(a) for a in as_uint8]
     assert torch.equal(pipe.encode(pils).indices, reference)
@@ -27,15 +27,17 @@ def test_pil_numpy_and_tensor_inputs_single_or_batched_agree(pipe, images):
     assert torch.equal(pipe.encode(pils[1]).indices, reference[1:2])
     assert torch.equal(pipe.encode(as_uint8[1]).indices, reference[1:2])
     assert torch.equal(pipe.encode(quantised[1]).indices, reference[1:2])
+    assert torch.equal(pipe.encode(as_uint8.astype(np.float32) / 255).indices, reference)  # numpy float in [0, 1]
+    assert torch.equal(pipe.encode(torch.from_numpy(as_uint8).permute(0, 3, 1, 2)).indices, reference)  # uint8
 
 
 def test_bad_inputs_are_explained(pipe, images):
-    with pytest.raises(ValueError, match="must be 32x32"):
-        pipe.encode(torch.zeros(1, 3, 16, 16))
-    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
-        pipe.encode(images * 3)
-    with pytest.raises(TypeError, match="float"):
-        pipe.encode(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"\[0, 1\].*\(x \+ 1\) / 2"):  # the old [-1, 1] form
+        pipe.encode(images * 2 - 1)
+    with pytest.raises(ValueError, match=r"finite values in \[0, 1\]"):
+        pipe.encode(torch.full((1, 3, 32, 32), float("nan")))
+    with pytest.raises(ValueError, match="channels"):
+        pipe.encode(torch.zeros(1, 5, 32, 32))
     with pytest.raises(TypeError, match="decode\\(\\) takes"):
         pipe.decode("tokens")
     with pytest.raises(ValueError, match="output_type"):
@@ -45,23 +47,24 @@ def test_bad_inputs_are_explained(pipe, images):
 def test_decode_is_deterministic_under_a_generator_and_tokens_matter(pipe, images):
     tokens = pipe.encode(images)
     run = lambda tok, seed: pipe.decode(tok, num_inference_steps=4, generator=torch.Generator().manual_seed(seed),  # noqa: E731
-                                        output_type="pt")
+                                        output_type="pt").images
     first, again, other_seed = run(tokens, 0), run(tokens, 0), run(tokens, 1)
     assert torch.equal(first, again)
     assert not torch.equal(first, other_seed)
     assert torch.equal(run(tokens.indices, 0), first)  # integer indices decode like the EncodeOutput
     assert not torch.equal(run(-tokens.codes, 0), first)
-    assert first.shape == (3, 3, 32, 32) and first.min() >= -1 and first.max() <= 1
+    assert first.shape == (3, 3, 32, 32) and first.min() >= 0 and first.max() <= 1
 
 
 def test_output_types(pipe, images):
-    x = images[:2]
-    assert torch.equal(from_model_output(x, "pt"), x)
-    array = from_model_output(x, "np")
+    x = images[:2]  # [0, 1]; the model's images are x * 2 - 1
+    torch.testing.assert_close(from_model_output(x * 2 - 1, "pt"), x)
+    array = from_model_output(x * 2 - 1, "np")
     assert array.shape == (2, 32, 32, 3) and array.min() >= 0 and array.max() <= 1
-    pil = pipe(images[:1], num_inference_steps=1, output_type="pil")
+    np.testing.assert_allclose(array, x.permute(0, 2, 3, 1).numpy(), atol=1e-6)
+    pil = pipe(images[:1], num_inference_steps=1, output_type="pil").images
     assert isinstance(pil[0], Image.Image) and pil[0].size == (32, 32)
-    np.testing.assert_allclose(np.asarray(from_model_output(x, "pil")[0]) / 255, array[0], atol=1 / 255)
+    np.testing.assert_allclose(np.asarray(from_model_output(x * 2 - 1, "pil")[0]) / 255, array[0], atol=1 / 255)
 
 
 def _record_decoder_calls(pipe, monkeypatch):
@@ -114,7 +117,8 @@ def test_to_dtype_works(images):
 
     pipe = tiny_pipeline().to(dtype=torch.float64)
     assert pipe.decoder.dtype == torch.float64
-    out = pipe(images[:1], num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="pt")
+    out = pipe(images[:1], num_inference_steps=2, generator=torch.Generator().manual_seed(0),
+               output_type="pt").images
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
 
 
@@ -128,5 +132,5 @@ def test_save_and_load_round_trip_with_safetensors(pipe, images, tmp_path):
     loaded.set_progress_bar_config(disable=True)
     assert loaded.info == pipe.info
     kwargs = dict(num_inference_steps=3, output_type="pt")
-    torch.testing.assert_close(loaded(images, generator=torch.Generator().manual_seed(0), **kwargs),
-                               pipe(images, generator=torch.Generator().manual_seed(0), **kwargs), rtol=0, atol=0)
+    torch.testing.assert_close(loaded(images, generator=torch.Generator().manual_seed(0), **kwargs).images,
+                               pipe(images, generator=torch.Generator().manual_seed(0), **kwargs).images, rtol=0, atol=0)

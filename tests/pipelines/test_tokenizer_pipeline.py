@@ -13,15 +13,17 @@ def _pipeline():
 
 def test_one_pass_pipeline_encodes_decodes_and_round_trips(tmp_path):
     pipe = _pipeline()
-    images = torch.rand(2, 3, 32, 32) * 2 - 1
+    images = torch.rand(2, 3, 32, 32)
     tokens = pipe.encode(images)
-    direct = pipe.decoder(tokens.codes)
-    out = pipe(images, output_type="pt", num_inference_steps=25)  # sampler settings are ignored
+    direct = (pipe.decoder(tokens.codes).clamp(-1, 1) + 1) / 2
+    out = pipe(images, output_type="pt", num_inference_steps=25).images  # sampler settings are ignored
     torch.testing.assert_close(out, direct)
-    assert len(pipe.decode(tokens.indices)) == 2  # PIL images by default
+    assert len(pipe.decode(tokens.indices).images) == 2  # PIL images by default
+    with pytest.raises(TypeError, match="did you mean 'num_inference_steps'"):
+        pipe(images, num_inference_step=25)
     pipe.save_pretrained(tmp_path)
     loaded = TokenizerPipeline.from_pretrained(tmp_path)
-    torch.testing.assert_close(loaded(images, output_type="pt"), out, rtol=0, atol=0)
+    torch.testing.assert_close(loaded(images, output_type="pt").images, out, rtol=0, atol=0)
 
 
 def test_generative_decoders_belong_in_flowmo_pipeline():

@@ -103,3 +103,30 @@ def test_every_index_decodes_to_a_distinct_code_and_back():
 def test_dim_must_be_a_multiple_of_the_group_size():
     with pytest.raises(ValueError, match="multiple of bits_per_group.*bits_per_group=9"):
         LFQuantizer(dim=18, bits_per_group=4)
+
+
+def test_release_layout_groups_strided_channels_least_significant_first():
+    """The reference release's layout, written out: sub-token j of a token is channels j, j + G, j + 2G, ...,
+    and its i-th channel is bit i of the index."""
+    k, groups = 4, 3
+    z = torch.randn(2, 5, k * groups, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    quantizer = LFQuantizer(dim=k * groups, bits_per_group=k, temperature=0.3,
+                            group_layout="interleaved", bit_order="lsb_first")
+    out = quantizer(z)
+    sub_tokens = torch.stack([z[..., j::groups] for j in range(groups)], dim=2)  # (b, s, g, k)
+    weights = 2 ** torch.arange(k)
+    assert torch.equal(out.indices, ((sub_tokens > 0).long() * weights).sum(-1))
+    per_sample, batch = brute_entropy_terms(sub_tokens.reshape(-1, k), 0.3)
+    torch.testing.assert_close(out.losses["per_sample_entropy"], per_sample)
+    torch.testing.assert_close(out.losses["batch_entropy"], batch)
+    torch.testing.assert_close(quantizer.indices_to_codes(out.indices).double(), out.quantized)
+    # the codes do not depend on the layout, the indices do
+    default = LFQuantizer(dim=k * groups, bits_per_group=k, temperature=0.3)(z)
+    assert torch.equal(default.quantized, out.quantized) and not torch.equal(default.indices, out.indices)
+
+
+def test_unknown_layouts_are_refused():
+    with pytest.raises(ValueError, match="group_layout must be one of"):
+        LFQuantizer(dim=18, group_layout="strided")
+    with pytest.raises(ValueError, match="bit_order one of"):
+        LFQuantizer(dim=18, bit_order="little")

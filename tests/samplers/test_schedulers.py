@@ -94,8 +94,11 @@ def test_set_timesteps_resets(cls):
     torch.testing.assert_close(sample_loop(scheduler, linear_field, x1), fresh)
     with pytest.raises(RuntimeError, match="call set_timesteps"):
         scheduler.step(x1, 0.0, x1)
-    scheduler.set_timesteps(2, rho=1.0)
-    assert scheduler.timesteps[0] == 1.0 and scheduler.rho == 1.0 and len(scheduler) == 2
+    scheduler.set_timesteps(2)
+    assert scheduler.timesteps[0] == 1.0 and len(scheduler) == 2
+    uniform = cls.from_config(scheduler.config, rho=1.0)  # another rho: a scheduler with that config
+    uniform.set_timesteps(2)
+    assert uniform.timesteps.tolist()[:2] == [1.0, 0.5] and scheduler.config.rho == 2.0
 
 
 @pytest.mark.parametrize("cls", SCHEDULERS)
@@ -159,6 +162,6 @@ def test_heun_in_a_flowmo_pipeline():
     calls = []
     tokenizer.decoder.register_forward_hook(lambda module, args, output: calls.append(args[2][0].item()))
     size = tokenizer.decoder.config.image_size
-    images = pipe(torch.rand(1, 3, size, size) * 2 - 1, num_inference_steps=3, guidance_scale=1.0, output_type="pt")
-    assert images.shape == (1, 3, size, size) and images.abs().max() <= 1
+    images = pipe(torch.rand(1, 3, size, size), num_inference_steps=3, guidance_scale=1.0, output_type="pt").images
+    assert images.shape == (1, 3, size, size) and images.min() >= 0 and images.max() <= 1
     assert calls == pytest.approx(pipe.scheduler.timesteps.tolist()) and len(calls) == 5

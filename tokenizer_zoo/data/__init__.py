@@ -10,7 +10,13 @@ from tokenizer_zoo.data.images import (
     open_image,
     to_rgb,
 )
-from tokenizer_zoo.data.loading import DatasetLoadError, HFImageDataset, find_image_column, load_image_dataset
+from tokenizer_zoo.data.loading import (
+    DatasetLoadError,
+    HFImageDataset,
+    evaluation_split,
+    find_image_column,
+    load_image_dataset,
+)
 from tokenizer_zoo.data.transforms import ImageTransform, eval_transform, train_transform
 
 __all__ = [
@@ -23,6 +29,7 @@ __all__ = [
     "ImageTransform",
     "InvalidImageError",
     "eval_transform",
+    "evaluation_split",
     "find_image_column",
     "image_to_tensor",
     "load_image_dataset",

@@ -15,12 +15,16 @@ hold everywhere:
 * numpy arrays are HWC (or HW): ``uint8`` / 255, ``uint16`` / 65535, ``bool`` as 0/1, floats must
   already lie in [0, 1] (the convention of PIL and diffusers' ``output_type="np"``). 1, 2 (grey +
   alpha), 3 or 4 (RGBA) channels.
-* torch tensors are CHW (or HW): ``uint8`` / 255, floats must lie in [-1, 1] (the package's image
-  convention). 1, 2, 3 or 4 channels, as for arrays.
+* torch tensors are CHW (or HW): ``uint8`` / 255, floats must lie in [0, 1] (diffusers' convention,
+  the same as numpy's; map [-1, 1] tensors with ``(x + 1) / 2``). 1, 2, 3 or 4 channels, as for arrays.
+* Batches (:func:`split_images`): a list of the above, a numpy array BHWC or a tensor BCHW.
+  Pipelines return images by the same rules (:func:`from_model_output`): ``"pil"``, ``"np"``
+  (B, H, W, 3) float in [0, 1], ``"pt"`` (B, 3, H, W) float in [0, 1].
 * Images need both sides >= :data:`MIN_IMAGE_SIDE` (8 px). Smaller ones are rejected with
   :class:`ImageTooSmallError`; anything at least that large is accepted and later upscaled by the
   Resize of the transforms when its short side is below the training resolution.
-* Corrupt, truncated or non-image files raise :class:`InvalidImageError` naming the file.
+* Empty, corrupt, truncated or non-image files raise :class:`InvalidImageError` naming the file;
+  float arrays and tensors holding NaN or inf raise :class:`~tokenizer_zoo.validation.NonFiniteError`.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ import torch
 from einops import rearrange, repeat
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from tokenizer_zoo.validation import check_finite_input
+
 MIN_IMAGE_SIDE = 8
 """Images with a side shorter than this many pixels are rejected (too little content to upscale)."""
 
@@ -43,6 +49,7 @@ PathLike = Union[str, os.PathLike]
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La", "P"}
 _RANGE_TOLERANCE = 1e-3
+_NON_FINITE_FIX = "replace or drop the NaN/inf pixels (images must have finite values in [0, 1])"
 
 
 class InvalidImageError(ValueError):
@@ -66,6 +73,8 @@ def open_image(source: PathLike | bytes, name: str | None = None) -> Image.Image
     if name is None:
         name = "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
     stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+    if (len(source) if isinstance(source, (bytes, bytearray)) else _size(source)) == 0:
+        raise InvalidImageError(f"image file {name} is empty (0 bytes); re-download or remove it")
     try:
         with Image.open(stream) as image:
             image.load()  # decode now: truncated data fails here, inside the try
@@ -78,6 +87,13 @@ def open_image(source: PathLike | bytes, name: str | None = None) -> Image.Image
             "truncated or not an image; re-download or remove it."
         ) from error
     return to_rgb(image, name)
+
+
+def _size(path: PathLike) -> int | None:
+    try:
+        return os.path.getsize(path)
+    except (OSError, TypeError):  # missing files are reported by Image.open below; streams have no size here
+        return None
 
 
 def to_rgb(image: Image.Image, name: str | None = None) -> Image.Image:
@@ -103,6 +119,8 @@ def to_rgb(image: Image.Image, name: str | None = None) -> Image.Image:
 
 def _high_bit_to_unit(image: Image.Image) -> np.ndarray:
     values = np.asarray(image, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise InvalidImageError(f"a {image.mode}-mode image holds NaN or inf pixels; replace or drop them")
     scale = 255.0 if image.mode == "F" else 65535.0
     return np.clip(values / scale, 0.0, 1.0)
 
@@ -145,6 +163,7 @@ def _array_to_unit(array: np.ndarray, name: str | None) -> np.ndarray:
     if array.dtype == np.bool_:
         return array.astype(np.float32)
     if np.issubdtype(array.dtype, np.floating):
+        check_finite_input(torch.from_numpy(array), "numpy images", _NON_FINITE_FIX)
         _check_range(float(array.min()), float(array.max()), 0.0, 1.0, name, "numpy float images", "[0, 1]")
         return np.clip(array.astype(np.float32), 0.0, 1.0)
     raise InvalidImageError(f"{_label(name)}: unsupported numpy dtype {array.dtype}; use uint8, uint16 or float in [0, 1].")
@@ -164,16 +183,17 @@ def _tensor_to_unit(tensor: torch.Tensor, name: str | None) -> torch.Tensor:
     if tensor.dtype == torch.bool:
         return tensor.float()
     if tensor.is_floating_point():
-        _check_range(float(tensor.min()), float(tensor.max()), -1.0, 1.0, name, "float tensors", "[-1, 1]")
-        return ((tensor.float().clamp(-1.0, 1.0) + 1.0) / 2.0)
-    raise InvalidImageError(f"{_label(name)}: unsupported tensor dtype {tensor.dtype}; use uint8 or float in [-1, 1].")
+        check_finite_input(tensor, "image tensors", _NON_FINITE_FIX)
+        _check_range(float(tensor.min()), float(tensor.max()), 0.0, 1.0, name, "float tensors", "[0, 1]")
+        return tensor.float().clamp(0.0, 1.0)
+    raise InvalidImageError(f"{_label(name)}: unsupported tensor dtype {tensor.dtype}; use uint8 or float in [0, 1].")
 
 
 def _check_range(low: float, high: float, want_low: float, want_high: float, name, what: str, interval: str) -> None:
-    if low < want_low - _RANGE_TOLERANCE or high > want_high + _RANGE_TOLERANCE:
+    if not want_low - _RANGE_TOLERANCE <= low <= high <= want_high + _RANGE_TOLERANCE:  # False for NaN too
         raise InvalidImageError(
-            f"{_label(name)}: {what} must have values in {interval}, got [{low:.4g}, {high:.4g}]. "
-            "Rescale the image (e.g. uint8 / 255 for [0, 1], x * 2 - 1 for [-1, 1])."
+            f"{_label(name)}: {what} must have finite values in {interval}, got [{low:.4g}, {high:.4g}]. "
+            "Rescale the image to [0, 1]: uint8 / 255, or (x + 1) / 2 for images in [-1, 1]."
         )
 
 
@@ -196,3 +216,35 @@ def _check_size(width: int, height: int, name: str | None) -> None:
             "(smaller ones hold too little content to be upscaled). Remove it or filter the dataset."
         )
 
+
+OUTPUT_TYPES = ("pil", "np", "pt")
+
+
+def split_images(images: ImageLike | list | tuple) -> list[ImageLike]:
+    """One image or a batch as a list of single images: a PIL image, a list/tuple of images, a numpy
+    array HWC/HW (one image) or BHWC, a tensor CHW/HW (one image) or BCHW."""
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise TypeError("expected images, got an empty list")
+        return [single for image in images for single in split_images(image)]
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        return list(images)
+    if isinstance(images, torch.Tensor) and images.ndim == 4:
+        return list(images.unbind(0))
+    if isinstance(images, (Image.Image, np.ndarray, torch.Tensor)):
+        return [images]
+    raise TypeError(f"expected PIL images, numpy arrays or torch tensors, got {type(images).__name__}")
+
+
+def from_model_output(images: torch.Tensor, output_type: str = "pil"):
+    """Model images (B, 3, H, W) in [-1, 1] as ``output_type``: ``"pt"`` (B, 3, H, W) and ``"np"``
+    (B, H, W, 3) float in [0, 1], ``"pil"`` a list of RGB images."""
+    if output_type not in OUTPUT_TYPES:
+        raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
+    unit = ((images.float() + 1.0) / 2.0).clamp(0.0, 1.0)
+    if output_type == "pt":
+        return unit
+    array = rearrange(unit, "b c h w -> b h w c").cpu().numpy()
+    if output_type == "np":
+        return array
+    return [Image.fromarray(np.round(image * 255).astype(np.uint8)) for image in array]

@@ -17,6 +17,7 @@ names the file and all colour-mode rules are those of :mod:`tokenizer_zoo.data.i
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,6 +29,8 @@ from tokenizer_zoo.data.images import open_image
 from tokenizer_zoo.data.transforms import ImageTransform
 
 IMAGEFOLDER_PREFIX = "imagefolder:"
+EVALUATION_SPLITS = ("validation", "test", "train")
+"""The split :func:`evaluation_split` picks, in this order of preference, from those a dataset has."""
 
 
 class DatasetLoadError(RuntimeError):
@@ -39,7 +42,7 @@ class HFImageDataset(Dataset):
     with ``label_column`` items also carry ``"label"`` (int64), e.g. for class-conditional models."""
 
     def __init__(self, dataset: Any, image_column: str, transform: ImageTransform, description: str = "dataset",
-                 label_column: str | None = None):
+                 label_column: str | None = None, root: str | None = None):
         import datasets
 
         if label_column is not None and label_column not in dataset.features:
@@ -49,7 +52,13 @@ class HFImageDataset(Dataset):
         self.label_column = label_column
         self.transform = transform
         self.description = description
+        self.root = root
         self.dataset = dataset.cast_column(image_column, datasets.Image(decode=False))
+
+    def file_name(self, index: int) -> str:
+        """Row ``index``'s file, relative to the image folder (basename for absolute paths elsewhere), or "row N"."""
+        record = self.dataset[int(index)][self.image_column] or {}
+        return _relative_name(record.get("path"), self.root) or f"row {index}"
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -60,7 +69,7 @@ class HFImageDataset(Dataset):
         if record is None:
             raise DatasetLoadError(f"row {index} of {self.description} has no image in column {self.image_column!r}")
         path, data = record.get("path"), record.get("bytes")
-        name = f"{path or f'row {index}'} ({self.description})"
+        name = f"{_relative_name(path, self.root) or f'row {index}'} ({self.description})"
         image = open_image(data if data is not None else path, name=name)
         item = {"pixel_values": self.transform(image, name)}
         if self.label_column is not None:
@@ -69,6 +78,14 @@ class HFImageDataset(Dataset):
 
     def __repr__(self) -> str:
         return f"HFImageDataset({self.description}, column={self.image_column!r}, {len(self)} images, {self.transform})"
+
+
+def _relative_name(path: str | None, root: str | None) -> str | None:
+    if not path:
+        return None
+    if root is not None and Path(path).is_relative_to(Path(root).resolve()):
+        return Path(path).relative_to(Path(root).resolve()).as_posix()
+    return Path(path).name if Path(path).is_absolute() else path
 
 
 def find_image_column(features: Any, image_column: str | None = None, description: str = "the dataset") -> str:
@@ -129,14 +146,42 @@ def load_image_dataset(
         return EmbeddedDigits(split=split, image_size=image_size)
     if length is not None:
         raise ValueError("length= only applies to the 'embedded' dataset; slice other datasets with torch Subset")
+    name, data_dir = _hf_source(name, data_dir)
+    description = f"imagefolder {data_dir} [{split}]" if name == "imagefolder" else f"Hugging Face dataset {name!r} [{split}]"
+    dataset = _load_hf(name, split, data_dir, description, load_kwargs)
+    column = find_image_column(dataset.features, image_column, description)
+    return HFImageDataset(dataset, column, ImageTransform(image_size, train=train), description, label_column,
+                          root=data_dir if name == "imagefolder" else None)
+
+
+def _hf_source(name: str, data_dir: str | None) -> tuple[str, str | None]:
+    """(``datasets.load_dataset`` path, data_dir) of a dataset name; "imagefolder:PATH" needs no data_dir."""
     if name.startswith(IMAGEFOLDER_PREFIX):
         name, data_dir = "imagefolder", name[len(IMAGEFOLDER_PREFIX) :]
     if name == "imagefolder" and not data_dir:
         raise DatasetLoadError("the 'imagefolder' dataset needs a folder: use 'imagefolder:PATH' or data_dir=PATH")
-    description = f"imagefolder {data_dir} [{split}]" if name == "imagefolder" else f"Hugging Face dataset {name!r} [{split}]"
-    dataset = _load_hf(name, split, data_dir, description, load_kwargs)
-    column = find_image_column(dataset.features, image_column, description)
-    return HFImageDataset(dataset, column, ImageTransform(image_size, train=train), description, label_column)
+    return name, data_dir
+
+
+def evaluation_split(name: str, data_dir: str | None = None, **load_kwargs: Any) -> str:
+    """The split to evaluate on when none is given: "eval" for the embedded photos and digits; otherwise
+    the first of :data:`EVALUATION_SPLITS` the dataset has (an image folder without split subfolders has
+    only "train"), or its only split."""
+    if name in ("embedded", "digits"):
+        return "eval"
+    import datasets
+
+    name, data_dir = _hf_source(name, data_dir)
+    try:
+        splits = datasets.get_dataset_split_names(name, data_dir=data_dir, **load_kwargs)
+    except Exception as error:  # datasets raises many unrelated types; all mean "could not list"
+        raise DatasetLoadError(f"cannot list the splits of {data_dir if name == 'imagefolder' else name}: "
+                               f"{type(error).__name__}: {error}; name the split explicitly") from error
+    preferred = [split for split in EVALUATION_SPLITS if split in splits]
+    if preferred or len(splits) == 1:
+        return (preferred or splits)[0]
+    raise DatasetLoadError(f"{name} has the splits {splits} and none of {list(EVALUATION_SPLITS)}; "
+                           "name the split explicitly")
 
 
 def _load_hf(name: str, split: str, data_dir: str | None, description: str, load_kwargs: dict) -> Any:
@@ -146,7 +191,8 @@ def _load_hf(name: str, split: str, data_dir: str | None, description: str, load
         dataset = datasets.load_dataset(name, split=split, data_dir=data_dir, **load_kwargs)
     except Exception as error:  # datasets raises many unrelated types; all mean "could not load"
         if name == "imagefolder":
-            hint = "Check that the folder exists, holds image files and has the requested split (default 'train')."
+            hint = ("Check that the folder exists and holds image files; a folder without split subfolders "
+                    "(train/, validation/, test/) has the one split 'train'.")
         else:
             hint = (
                 "Check the dataset id and split; gated datasets such as imagenet-1k need `hf auth login` and "

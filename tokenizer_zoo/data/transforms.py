@@ -15,12 +15,17 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from tokenizer_zoo.data.images import ImageLike, image_to_tensor
+from tokenizer_zoo.data.images import ImageLike, image_to_tensor, split_images
 
 
 def unit_to_signed(image: torch.Tensor) -> torch.Tensor:
     """[0, 1] -> [-1, 1]."""
     return image * 2.0 - 1.0
+
+
+def signed_to_unit(image: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] -> [0, 1]."""
+    return (image + 1.0) / 2.0
 
 
 def resize_short_side(image: torch.Tensor, size: int) -> torch.Tensor:
@@ -70,3 +75,11 @@ def train_transform(size: int, generator: torch.Generator | None = None) -> Imag
 def eval_transform(size: int) -> ImageTransform:
     """Resize(size) + CenterCrop(size) -> [-1, 1]."""
     return ImageTransform(size, train=False)
+
+
+def to_model_input(images, size: int) -> torch.Tensor:
+    """The model's batch (B, 3, size, size) in [-1, 1] of one image or a batch of any supported kind
+    (:func:`~tokenizer_zoo.data.images.split_images`), each through :func:`eval_transform`; images
+    already ``size`` x ``size`` are not resampled."""
+    transform = eval_transform(size)
+    return torch.stack([transform(image) for image in split_images(images)])

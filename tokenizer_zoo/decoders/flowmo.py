@@ -21,9 +21,11 @@ class FlowMoDecoder(ModelMixin, ConfigMixin):
     tensor (B,), or a Python bool for the whole batch) zeroes code and flag for the marked samples:
     use it for CFG dropout in training and for the unconditional branch of guidance.
 
-    Output head: ONE adaLN-modulated LayerNorm, then a linear readout to patch channels and
-    unpatchify. (The reference release applies the LayerNorm twice -- once inside the modulation
-    and again before the readout, which discards the modulation's scale and shift; we do not.)
+    Output head (``output_norm``): by default ("once") ONE adaLN-modulated LayerNorm, then a
+    linear readout to patch channels and unpatchify. The reference release applies the LayerNorm
+    a second time after the modulation, LN(modulate(LN(x))), which removes the mean over channels
+    and the overall scale that the modulation adds; ``output_norm="twice"`` computes exactly that,
+    for checkpoints converted from the release (:mod:`tokenizer_zoo.pipelines.single_file`).
     Other differences from the reference (parameters unused there): no code output head, and the
     last block's code stream has no query / output projection / MLP / post-attention modulation.
     """
@@ -35,17 +37,20 @@ class FlowMoDecoder(ModelMixin, ConfigMixin):
     def __init__(self, image_size: int = 256, patch_size: int = 4, hidden_size: int = 1152, depth: int = 16,
                  num_heads: int = 12, mlp_ratio: float = 4.0, code_length: int = 256, code_dim: int = 18,
                  in_channels: int = 3, qkv_bias: bool = True, rope_theta: float = 10_000.0,
-                 rope_axes_dims: list[int] | None = None, time_embed_dim: int = 256, time_factor: float = 1000.0):
+                 rope_axes_dims: list[int] | None = None, time_embed_dim: int = 256, time_factor: float = 1000.0,
+                 output_norm: str = "once"):
         super().__init__()
         if image_size % patch_size:
             raise ValueError(f"image_size {image_size} must be divisible by patch_size {patch_size}")
+        if output_norm not in ("once", "twice"):
+            raise ValueError(f"output_norm must be 'once' (ours) or 'twice' (the reference release), got {output_norm!r}")
         patch_channels = in_channels * patch_size**2
         self.time_embed = TimestepEmbedder(hidden_size, time_embed_dim, time_factor)
         self.image_in = nn.Linear(patch_channels, hidden_size)
         self.code_in = nn.Linear(code_dim + 1, hidden_size)
         self.transformer = MMDiTStack(hidden_size, depth, num_heads, mlp_ratio, modulated=True, output_stream="image",
                                       qkv_bias=qkv_bias, rope_axes_dims=rope_axes_dims, rope_theta=rope_theta)
-        self.image_out = OutputHead(hidden_size, patch_channels, modulated=True)
+        self.image_out = OutputHead(hidden_size, patch_channels, modulated=True, norm_twice=output_norm == "twice")
 
     def _check_codes(self, codes: torch.Tensor, batch: int) -> None:
         expected = (batch, self.config.code_length, self.config.code_dim)
@@ -69,6 +74,18 @@ class FlowMoDecoder(ModelMixin, ConfigMixin):
             raise ValueError(f"t must have shape ({batch},) or be a scalar, got {tuple(t.shape)}")
         return t
 
+    def code_condition(self, codes: torch.Tensor, drop_code: torch.Tensor | bool | None = None) -> torch.Tensor:
+        """The code stream's input (B, S, d + 1): ``concat([codes, 1])``, all zero where ``drop_code``."""
+        batch = codes.shape[0]
+        code_input = torch.cat([codes, torch.ones_like(codes[..., :1])], dim=-1)
+        if drop_code is None:
+            return code_input
+        drop = torch.as_tensor(drop_code, dtype=torch.bool, device=codes.device)
+        if drop.shape not in ((), (batch,)):
+            raise ValueError(f"drop_code must be a bool or a bool tensor of shape ({batch},), got {tuple(drop.shape)}")
+        keep = ~drop.expand(batch)
+        return code_input * keep[:, None, None].to(code_input.dtype)
+
     def forward(self, codes: torch.Tensor, x_t: torch.Tensor | None = None, t: torch.Tensor | float | None = None,
                 drop_code: torch.Tensor | bool | None = None) -> torch.Tensor:
         config = self.config
@@ -78,13 +95,7 @@ class FlowMoDecoder(ModelMixin, ConfigMixin):
         batch = x_t.shape[0]
         self._check_codes(codes, batch)
         vec = self.time_embed(self._times(t, batch, x_t))
-        code_input = torch.cat([codes, torch.ones_like(codes[..., :1])], dim=-1)
-        if drop_code is not None:
-            drop = torch.as_tensor(drop_code, dtype=torch.bool, device=codes.device)
-            if drop.shape not in ((), (batch,)):
-                raise ValueError(f"drop_code must be a bool or a bool tensor of shape ({batch},), got {tuple(drop.shape)}")
-            keep = ~drop.expand(batch)
-            code_input = code_input * keep[:, None, None].to(code_input.dtype)
+        code_input = self.code_condition(codes, drop_code)
         dtype = self.image_in.weight.dtype
         image = self.image_in(patchify(x_t, config.patch_size).to(dtype))
         image = self.transformer(self.code_in(code_input.to(dtype)), image, grid, vec)

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
+from einops import repeat
 from torch import nn
 
 from tokenizer_zoo.layers import MMDiTStack, OutputHead, check_images, patchify
 from tokenizer_zoo.registry import ENCODERS
+
+
+class CodeStart(nn.Module):
+    """The bias of ``Linear(code_dim, hidden_size)`` applied to zeros, initialised as that Linear's bias
+    (saved as ``code_in.bias``): the code stream's first state, the same for every token."""
+
+    def __init__(self, code_dim: int, hidden_size: int):
+        super().__init__()
+        bound = 1 / math.sqrt(code_dim)
+        self.bias = nn.Parameter(torch.empty(hidden_size).uniform_(-bound, bound))
 
 
 @ENCODERS.register("flowmo")
@@ -17,7 +30,8 @@ class FlowMoEncoder(ModelMixin, ConfigMixin):
 
     Double-stream MMDiT without time input: no modulation parameters are allocated (shift 0,
     scale 0, gate 1), so every parameter gets a gradient. The code stream starts from
-    ``code_in(zeros(B, S, code_dim))`` -- effectively a learned bias; tokens differ only through
+    ``Linear(code_dim, H)(zeros(B, S, code_dim))``, which is its bias: only ``code_in.bias`` is
+    allocated (the weight would multiply zeros and never learn); tokens differ only through
     RoPE (code token i sits at (i, i, i), patch (r, c) at (0, r, c)). The code stream goes through
     a final LayerNorm + Linear to ``code_dim``; the image stream's output is never computed in the
     last block.
@@ -26,8 +40,8 @@ class FlowMoEncoder(ModelMixin, ConfigMixin):
     since positions are RoPE only. Attention uses the muP scale 8/head_dim.
 
     Differences from the reference release (all unused there): no block modulation, no time
-    embedder, no image output head, no adaLN in the code head, and the last block's image stream
-    has no query / output projection / MLP.
+    embedder, no image output head, no adaLN in the code head, no weight in the code input, and the
+    last block's image stream has no query / output projection / MLP.
     """
 
     _supports_gradient_checkpointing = True
@@ -41,7 +55,7 @@ class FlowMoEncoder(ModelMixin, ConfigMixin):
         if image_size % patch_size:
             raise ValueError(f"image_size {image_size} must be divisible by patch_size {patch_size}")
         self.image_in = nn.Linear(in_channels * patch_size**2, hidden_size)
-        self.code_in = nn.Linear(code_dim, hidden_size)
+        self.code_in = CodeStart(code_dim, hidden_size)
         self.transformer = MMDiTStack(hidden_size, depth, num_heads, mlp_ratio, modulated=False, output_stream="code",
                                       qkv_bias=qkv_bias, rope_axes_dims=rope_axes_dims, rope_theta=rope_theta)
         self.code_out = OutputHead(hidden_size, code_dim, modulated=False)
@@ -50,7 +64,6 @@ class FlowMoEncoder(ModelMixin, ConfigMixin):
         config = self.config
         grid = check_images(images, config.patch_size, config.in_channels)
         image = self.image_in(patchify(images, config.patch_size).to(self.image_in.weight.dtype))
-        # A Linear on zeros (not just its bias) so that code_in.weight stays in the autograd graph.
-        zeros = image.new_zeros(images.shape[0], config.code_length, config.code_dim)
-        code = self.transformer(self.code_in(zeros), image, grid)
+        start = repeat(self.code_in.bias.to(image.dtype), "h -> b s h", b=images.shape[0], s=config.code_length)
+        code = self.transformer(start, image, grid)
         return self.code_out(code)

@@ -23,9 +23,12 @@ from typing import Any
 import torch
 from diffusers import DiffusionPipeline
 
+from tokenizer_zoo.data.transforms import to_model_input
 from tokenizer_zoo.outputs import EncodeOutput
-from tokenizer_zoo.pipelines.images import to_model_input
+from tokenizer_zoo.pipelines.arguments import check_arguments
+from tokenizer_zoo.pipelines.folders import check_component_files, check_finite_components, resolve_folder
 from tokenizer_zoo.registry import ALL_REGISTRIES
+from tokenizer_zoo.validation import check_finite_input
 
 METADATA_FILE = "tokenizer_zoo.json"
 METADATA_VERSION = 1
@@ -85,10 +88,37 @@ def check_components_importable(folder: str | os.PathLike) -> None:
             ) from error
 
 
-class TokenizerPipelineMixin:
-    """Encoding, metadata and loading shared by FlowMoPipeline and TokenizerPipeline."""
+class ZooPipelineMixin:
+    """Saving and loading with ``tokenizer_zoo.json`` (component sources, ``info``), for every pipeline of the zoo."""
 
     info: dict[str, Any]
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
+        """diffusers' save (safetensors) plus ``tokenizer_zoo.json`` (component sources and ``info``)."""
+        kwargs.setdefault("safe_serialization", True)
+        super().save_pretrained(save_directory, **kwargs)
+        components = {name: _component_record(module) for name, module in self.components.items()
+                      if isinstance(module, torch.nn.Module)}
+        metadata = {"format_version": METADATA_VERSION, "components": components, "info": getattr(self, "info", {})}
+        (Path(save_directory) / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True))
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs):
+        """Load from a local folder or a Hub id (the local cache is used with ``HF_HUB_OFFLINE=1``)."""
+        download = pop_download_kwargs(kwargs)  # local folders need none of them
+        folder = resolve_folder(pretrained_model_name_or_path,
+                                lambda name: DiffusionPipeline.download(name, **download))
+        check_component_files(folder)
+        check_components_importable(folder)
+        pipe = super().from_pretrained(folder, **{"use_safetensors": True, **kwargs})
+        check_finite_components(pipe, folder)
+        pipe.info = load_metadata(folder).get("info", {})
+        pipe.source_folder = Path(folder)
+        return pipe
+
+
+class TokenizerPipelineMixin(ZooPipelineMixin):
+    """Encoding shared by FlowMoPipeline and TokenizerPipeline."""
 
     @property
     def image_size(self) -> int:
@@ -103,11 +133,16 @@ class TokenizerPipelineMixin:
             tokens = self.encoder(pixels).shape[1]
         return tokens * bits / self.image_size**2
 
+    @check_arguments()
     @torch.no_grad()
-    def encode(self, images) -> EncodeOutput:
-        """Tokens of images (PIL, numpy HWC, or tensors (B,3,H,W) in [-1, 1]; single or batched)."""
+    def encode(self, images, return_dict: bool = True) -> EncodeOutput | tuple:
+        """Tokens of images: PIL, numpy HWC/BHWC (uint8, or float in [0, 1]) or tensors CHW/BCHW (float in
+        [0, 1]), one or a list; resized and centre-cropped to the model's size. ``return_dict=False``:
+        the tuple ``(indices, codes)``."""
         pixels = to_model_input(images, self.image_size).to(self.device, self.encoder.dtype)
         quantized = self.quantizer(self.encoder(pixels))
+        if not return_dict:
+            return quantized.indices, quantized.quantized
         return EncodeOutput(indices=quantized.indices, codes=quantized.quantized)
 
     def _codes(self, tokens) -> torch.Tensor:
@@ -120,27 +155,6 @@ class TokenizerPipelineMixin:
         else:
             raise TypeError(f"decode() takes an EncodeOutput, integer token indices or float codes, "
                             f"not {type(tokens).__name__}")
+        check_finite_input(codes, "codes", "pass the codes of encode() or integer token ids (NaN codes come from a "
+                                              "diverged encoder or a failed conversion)")
         return codes.to(self.device, self.decoder.dtype)
-
-    # --- saving and loading -----------------------------------------------------------------
-    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
-        """diffusers' save (safetensors) plus ``tokenizer_zoo.json`` (component sources and ``info``)."""
-        kwargs.setdefault("safe_serialization", True)
-        super().save_pretrained(save_directory, **kwargs)
-        components = {name: _component_record(module) for name, module in self.components.items()
-                      if isinstance(module, torch.nn.Module)}
-        metadata = {"format_version": METADATA_VERSION, "components": components, "info": getattr(self, "info", {})}
-        (Path(save_directory) / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True))
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs):
-        """Load from a local folder or a Hub id (the local cache is used with ``HF_HUB_OFFLINE=1``)."""
-        folder = str(pretrained_model_name_or_path)
-        download = pop_download_kwargs(kwargs)  # local folders need none of them
-        if not os.path.isdir(folder):
-            folder = DiffusionPipeline.download(folder, **download)
-        check_components_importable(folder)
-        pipe = super().from_pretrained(folder, **kwargs)
-        pipe.info = load_metadata(folder).get("info", {})
-        pipe.source_folder = Path(folder)
-        return pipe

@@ -1,22 +1,31 @@
 """FlowMoPipeline: images -> binary tokens -> images, the diffusers way.
 
     pipe = FlowMoPipeline.from_pretrained("outputs/flowmo_tiny")
-    tokens = pipe.encode(images)                  # EncodeOutput(indices, codes)
-    images = pipe.decode(tokens, num_inference_steps=25, rho=4, guidance_scale=1.5)
-    recon = pipe(images)                          # encode + decode
+    tokens = pipe.encode(images)                        # EncodeOutput(indices, codes)
+    images = pipe.decode(tokens).images                 # sampling defaults of the saved configs
+    images = pipe.decode(tokens, num_inference_steps=8, guidance_scale=2.0).images   # overridden for one call
+    recon = pipe(images, output_type="pt").images       # encode + decode, (B, 3, H, W) in [0, 1]
+
+Sampling defaults have one home each: ``num_inference_steps`` and ``rho`` in the scheduler's config,
+``guidance_scale`` and ``guidance_interval`` in the pipeline's (``model_index.json``). Any diffusers
+flow-matching scheduler (``set_timesteps(num_inference_steps)``, ``step``) can be assigned to
+``pipe.scheduler``; its timesteps are divided by its ``num_train_timesteps`` to give flow times.
 """
 
 from __future__ import annotations
 
 import torch
-from diffusers import DiffusionPipeline
+from diffusers import DiffusionPipeline, ImagePipelineOutput
 
-from tokenizer_zoo.pipelines.base import TokenizerPipelineMixin
+from tokenizer_zoo.data.images import from_model_output
+from tokenizer_zoo.data.transforms import to_model_input
+from tokenizer_zoo.pipelines.arguments import check_arguments
+from tokenizer_zoo.pipelines.base import TokenizerPipelineMixin, pop_download_kwargs
 from tokenizer_zoo.pipelines.hub import push_to_hub
-from tokenizer_zoo.pipelines.images import from_model_output, to_model_input
 from tokenizer_zoo.samplers.likelihood import LikelihoodOutput, conditional_velocity, flow_log_likelihood
 
 DEFAULT_GUIDANCE_INTERVAL = (0.1453, 0.5050)
+DEFAULT_NUM_INFERENCE_STEPS = 25  # for schedulers whose config has no num_inference_steps (diffusers' own)
 
 
 class FlowMoPipeline(TokenizerPipelineMixin, DiffusionPipeline):
@@ -27,13 +36,32 @@ class FlowMoPipeline(TokenizerPipelineMixin, DiffusionPipeline):
     """
 
     model_cpu_offload_seq = "encoder->decoder"
-    sampling_defaults = {"num_inference_steps": 25, "rho": 4.0, "guidance_scale": 1.5,
-                         "guidance_interval": DEFAULT_GUIDANCE_INTERVAL}
 
-    def __init__(self, encoder, quantizer, decoder, scheduler):
+    def __init__(self, encoder, quantizer, decoder, scheduler, guidance_scale: float = 1.5,
+                 guidance_interval: list = DEFAULT_GUIDANCE_INTERVAL):  # [low, high]; a bare type for diffusers
         super().__init__()
         self.register_modules(encoder=encoder, quantizer=quantizer, decoder=decoder, scheduler=scheduler)
+        self.register_to_config(guidance_scale=float(guidance_scale), guidance_interval=list(guidance_interval))
         self.info = {}
+
+    @property
+    def sampling_defaults(self) -> dict:
+        """What ``decode`` uses for the settings it is not given, read from the scheduler's and the pipeline's configs."""
+        scheduler = self.scheduler.config
+        defaults = {"num_inference_steps": scheduler.get("num_inference_steps", DEFAULT_NUM_INFERENCE_STEPS)}
+        if "rho" in scheduler:
+            defaults["rho"] = scheduler["rho"]
+        return {**defaults, "guidance_scale": self.config.guidance_scale,
+                "guidance_interval": tuple(self.config.guidance_interval)}
+
+    def _scheduler_for_call(self, rho: float | None):
+        """The pipeline's scheduler, or for another ``rho`` a copy with that config."""
+        if rho is None:
+            return self.scheduler
+        if "rho" not in self.scheduler.config:
+            raise TypeError(f"rho is a setting of FlowMo's shifted schedulers; {type(self.scheduler).__name__} has "
+                            "none: leave rho out, or set the schedule through that scheduler's own config")
+        return type(self.scheduler).from_config(self.scheduler.config, rho=rho)
 
     def _velocity(self, codes, x, t, guidance_scale, guidance_interval) -> torch.Tensor:
         batch = x.shape[0]
@@ -47,31 +75,50 @@ class FlowMoPipeline(TokenizerPipelineMixin, DiffusionPipeline):
         v_cond, v_uncond = both.chunk(2)
         return v_uncond + guidance_scale * (v_cond - v_uncond)
 
+    def _initial_noise(self, batch: int, generator: torch.Generator | None, latents: torch.Tensor | None):
+        shape = (batch, 3, self.image_size, self.image_size)
+        if latents is None:
+            latents = torch.randn(shape, generator=generator, device=generator.device if generator else self.device)
+        elif not isinstance(latents, torch.Tensor) or tuple(latents.shape) != shape:
+            got = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
+            raise ValueError(f"latents must be the starting noise of shape {shape} (one per token sequence), got {got}")
+        return latents.to(self.device, self.decoder.dtype)
+
+    @check_arguments()
     @torch.no_grad()
     def decode(
         self,
         tokens,
-        num_inference_steps: int = 25,
-        rho: float = 4.0,
-        guidance_scale: float = 1.5,
-        guidance_interval: tuple[float, float] = DEFAULT_GUIDANCE_INTERVAL,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        guidance_interval: tuple[float, float] | None = None,
+        rho: float | None = None,
         generator: torch.Generator | None = None,
+        latents: torch.Tensor | None = None,
         output_type: str = "pil",
-    ):
+        return_dict: bool = True,
+    ) -> ImagePipelineOutput | tuple:
         """Images from tokens by sampling the decoder's flow from noise (t = 1) to data (t = 0).
 
-        ``tokens``: an EncodeOutput, integer indices, or float codes (B, S, d).
+        ``tokens``: an EncodeOutput, integer indices, or float codes (B, S, d). Settings left out
+        come from :attr:`sampling_defaults`. ``latents``: the starting noise (B, 3, H, W), drawn from
+        ``generator`` when not given. ``output_type``: "pil", "np" or "pt" (both in [0, 1]).
         """
         codes = self._codes(tokens)
-        shape = (codes.shape[0], 3, self.image_size, self.image_size)
-        x = torch.randn(shape, generator=generator, device=generator.device if generator else self.device)
-        x = x.to(self.device, self.decoder.dtype)
-        self.scheduler.set_timesteps(num_inference_steps, rho=rho, device=self.device)
-        for t in self.progress_bar(self.scheduler.timesteps):
-            v = self._velocity(codes, x, t, guidance_scale, guidance_interval)
-            x = self.scheduler.step(v, t, x).prev_sample
-        return from_model_output(x, output_type)
+        defaults = self.sampling_defaults
+        guidance_scale = defaults["guidance_scale"] if guidance_scale is None else guidance_scale
+        guidance_interval = defaults["guidance_interval"] if guidance_interval is None else guidance_interval
+        scheduler = self._scheduler_for_call(rho)
+        scheduler.set_timesteps(num_inference_steps or defaults["num_inference_steps"], device=self.device)
+        flow_time_scale = scheduler.config.get("num_train_timesteps", 1)
+        x = self._initial_noise(codes.shape[0], generator, latents)
+        for timestep in self.progress_bar(scheduler.timesteps):
+            v = self._velocity(codes, x, timestep / flow_time_scale, guidance_scale, guidance_interval)
+            x = scheduler.step(v, timestep, x).prev_sample
+        images = from_model_output(x, output_type)
+        return ImagePipelineOutput(images=images) if return_dict else (images,)
 
+    @check_arguments()
     @torch.no_grad()
     def likelihood(self, images, num_inference_steps: int = 32, rho: float = 1.0, divergence: str = "auto",
                    num_probes: int = 1, guidance_scale: float = 1.0,
@@ -84,15 +131,45 @@ class FlowMoPipeline(TokenizerPipelineMixin, DiffusionPipeline):
         random probes from ``generator``) or "auto" (exact for at most 64 values per image).
         """
         pixels = to_model_input(images, self.image_size).to(self.device, self.decoder.dtype)
-        codes = self.encode(pixels).codes
+        codes = self.quantizer(self.encoder(pixels)).quantized
         velocity = conditional_velocity(self.decoder, codes, guidance_scale, guidance_interval)
         return flow_log_likelihood(velocity, pixels, num_steps=num_inference_steps, rho=rho, method="heun",
                                    divergence=divergence, num_probes=num_probes, generator=generator,
                                    dequantize=dequantize)
 
-    def __call__(self, images, **decode_kwargs):
+    @check_arguments(decode)
+    def __call__(self, images, **decode_kwargs) -> ImagePipelineOutput | tuple:
         """Reconstructions of ``images``: encode, then decode with ``decode_kwargs``."""
         return self.decode(self.encode(images), **decode_kwargs)
+
+    @classmethod
+    def from_single_file(cls, path_or_url_or_hub_file, config=None, *, torch_dtype: torch.dtype | None = None,
+                         state_dict_key: str | None = None, verbose: bool = True, **kwargs) -> "FlowMoPipeline":
+        """A pipeline from a checkpoint of the FlowMo reference release (a ``torch.save`` dict with
+        ``model_ema_state_dict``), as diffusers loads original single files.
+
+        ``path_or_url_or_hub_file``: a local ``.pth``, a Hub URL, ``owner/repo/file.pth``, or
+        ``"flowmo_lo"`` / ``"flowmo_hi"`` for the paper's weights (fetched with ``hf_hub_download``).
+        ``config``: the release's yaml, for what tensor shapes cannot tell (image size, code
+        length, LFQ grouping, sampler). ``state_dict_key``: ``model_ema_state_dict`` (the yaml's
+        default) or ``model_state_dict``; ``verbose``: print the dropped unused parameters;
+        ``kwargs``: the Hub download settings (``cache_dir``, ``revision``, ``token``, ...).
+        The release's sampler settings become the pipeline's sampling defaults (steps and ``rho`` in the
+        scheduler's config, guidance in the pipeline's), so ``pipe.decode(tokens)`` samples as it does;
+        ``pipe.info["sampling"]`` records them.
+        See :mod:`tokenizer_zoo.pipelines.single_file`.
+        """
+        from tokenizer_zoo.pipelines.single_file import convert_release_checkpoint, dropped_summary
+
+        download = pop_download_kwargs(kwargs)
+        if kwargs:
+            raise TypeError(f"from_single_file() got unexpected keyword argument(s) {sorted(kwargs)}; it takes config, "
+                            f"torch_dtype, state_dict_key, verbose and the Hub download settings")
+        result = convert_release_checkpoint(path_or_url_or_hub_file, config=config, torch_dtype=torch_dtype,
+                                            state_dict_key=state_dict_key, **download)
+        if verbose:
+            print(dropped_summary(result))
+        return result.pipeline
 
     def push_to_hub(self, repo_id: str, **kwargs):
         """Upload the pipeline with a model card (preset, BPP, data, sampler defaults, metrics)."""

@@ -25,9 +25,7 @@ def _sampler_defaults(pipe) -> dict[str, Any]:
     scheduler = getattr(pipe, "scheduler", None)
     if scheduler is None:
         return {"decoder": "one pass (no sampling)"}
-    defaults = {"scheduler": type(scheduler).__name__, **{k: v for k, v in scheduler.config.items() if not k.startswith("_")}}
-    defaults.update(getattr(pipe, "sampling_defaults", {}))
-    return defaults
+    return {"scheduler": type(scheduler).__name__, **pipe.sampling_defaults}
 
 
 def metrics_section(metrics: dict[str, Any]) -> list[str]:
@@ -61,7 +59,7 @@ def model_card(pipe, repo_id: str) -> str:
     ]
     lines += ["", "## Use", "", "```python", f"from tokenizer_zoo.pipelines import {type(pipe).__name__}", "",
               f'pipe = {type(pipe).__name__}.from_pretrained("{repo_id}")', "tokens = pipe.encode(images)",
-              "reconstructions = pipe.decode(tokens)", "```", ""]
+              "reconstructions = pipe.decode(tokens).images", "```", ""]
     return "\n".join(lines)
 
 

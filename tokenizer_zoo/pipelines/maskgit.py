@@ -1,14 +1,18 @@
 """MaskGiTPipeline: class labels -> tokens (MaskGiT) -> images (the tokenizer's pipeline).
 
     pipe = MaskGiTPipeline.from_pretrained("outputs/maskgit_digits/pipeline")
-    images = pipe([3, 1, 4], num_steps=8, guidance_scale=2.0, generator=torch.Generator().manual_seed(0))
+    images = pipe([3, 1, 4], num_inference_steps=8, guidance_scale=2.0,
+                  generator=torch.Generator().manual_seed(0)).images
 
-A saved folder holds the MaskGiT model and the whole tokenizer pipeline beside it:
+A ``DiffusionPipeline`` of two components, saved by diffusers beside ``model_index.json`` (whose config
+holds the sampling defaults ``num_inference_steps``, ``guidance_scale``, ``temperature``,
+``choice_temperature``):
 
-    maskgit_pipeline.json   {"format_version": 1, "tokenizer_class": "FlowMoPipeline", "info": {...},
-                             "sampling_defaults": {"num_steps": 8, "guidance_scale": 2.0, ...}}
-    maskgit/                MaskGiT (diffusers config.json + safetensors)
-    tokenizer/              FlowMoPipeline or TokenizerPipeline folder (model_index.json, ...)
+    maskgit/      MaskGiT (diffusers config.json + safetensors)
+    tokenizer/    the FlowMoPipeline or TokenizerPipeline folder (model_index.json, ...)
+
+Folders of the earlier layout (``maskgit_pipeline.json`` instead of ``model_index.json``) still load;
+``save_pretrained`` writes them in this one.
 """
 
 from __future__ import annotations
@@ -19,32 +23,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from huggingface_hub import snapshot_download
+from diffusers import DiffusionPipeline, ImagePipelineOutput
 
 from tokenizer_zoo.generation.maskgit import MaskGiT
-from tokenizer_zoo.pipelines.base import pop_download_kwargs
-from tokenizer_zoo.pipelines.flowmo import FlowMoPipeline
+from tokenizer_zoo.pipelines.arguments import check_arguments
+from tokenizer_zoo.pipelines.base import ZooPipelineMixin
 from tokenizer_zoo.pipelines.hub import folder_metrics, metrics_section, push_to_hub
-from tokenizer_zoo.pipelines.tokenizer import TokenizerPipeline
 from tokenizer_zoo.tokens import signature_of
+from tokenizer_zoo.validation import check_finite_weights
 
-TOKENIZER_PIPELINES = {cls.__name__: cls for cls in (FlowMoPipeline, TokenizerPipeline)}
-CONFIG_FILE = "maskgit_pipeline.json"
-CONFIG_VERSION = 1
-
-
-def load_tokenizer_pipeline(name_or_path: str | os.PathLike, **kwargs):
-    """A FlowMoPipeline or TokenizerPipeline, whichever the folder (or Hub id) holds."""
-    folder = Path(name_or_path)
-    if not folder.is_dir():
-        folder = Path(FlowMoPipeline.download(str(name_or_path), **pop_download_kwargs(kwargs)))
-    index = folder / "model_index.json"
-    if not index.is_file():
-        raise ValueError(f"{folder} has no model_index.json: give a tokenizer folder written by save_pretrained")
-    class_name = json.loads(index.read_text()).get("_class_name")
-    if class_name not in TOKENIZER_PIPELINES:
-        raise ValueError(f"{folder} holds a {class_name}, not a tokenizer pipeline ({', '.join(TOKENIZER_PIPELINES)})")
-    return TOKENIZER_PIPELINES[class_name].from_pretrained(folder, **kwargs)
+LEGACY_CONFIG = "maskgit_pipeline.json"  # the layout before MaskGiTPipeline was a DiffusionPipeline
 
 
 def check_tokens_match(maskgit: MaskGiT, tokenizer) -> None:
@@ -58,75 +46,82 @@ def check_tokens_match(maskgit: MaskGiT, tokenizer) -> None:
                          "pair the model with the tokenizer whose tokens it was trained on")
 
 
-class MaskGiTPipeline:
+class MaskGiTPipeline(ZooPipelineMixin, DiffusionPipeline):
     """A class-conditional image generator: a :class:`MaskGiT` over the tokens of ``tokenizer``."""
 
-    sampling_defaults = {"num_steps": 8, "guidance_scale": 2.0, "temperature": 1.0, "choice_temperature": 4.5}
-
-    def __init__(self, maskgit: MaskGiT, tokenizer, info: dict[str, Any] | None = None):
+    def __init__(self, maskgit: MaskGiT, tokenizer: DiffusionPipeline, num_inference_steps: int = 8,
+                 guidance_scale: float = 2.0, temperature: float = 1.0, choice_temperature: float = 4.5):
+        super().__init__()
         check_tokens_match(maskgit, tokenizer)
-        self.maskgit, self.tokenizer = maskgit, tokenizer
-        self.info = dict(info or {})
-        self.source_folder: Path | None = None
+        self.register_modules(maskgit=maskgit, tokenizer=tokenizer)
+        self.register_to_config(num_inference_steps=int(num_inference_steps), guidance_scale=float(guidance_scale),
+                                temperature=float(temperature), choice_temperature=float(choice_temperature))
+        self.info: dict[str, Any] = {}
 
     @property
-    def device(self) -> torch.device:
-        return self.maskgit.device
+    def sampling_defaults(self) -> dict:
+        """The MaskGiT settings ``__call__`` uses when not given (the pipeline's config)."""
+        return {key: self.config[key] for key in ("num_inference_steps", "guidance_scale", "temperature",
+                                                  "choice_temperature")}
 
     @property
     def image_size(self) -> int:
         return self.tokenizer.image_size
 
-    def to(self, device) -> "MaskGiTPipeline":
-        self.maskgit.to(device)
-        self.tokenizer.to(device)
-        return self
-
-    def set_progress_bar_config(self, **kwargs) -> None:
-        self.tokenizer.set_progress_bar_config(**kwargs)
-
-    def generate_tokens(self, class_labels, generator: torch.Generator | None = None, **sampling) -> torch.Tensor:
-        """Token indices (b, *token_shape) for ``class_labels`` (ints; see ``sampling_defaults``)."""
-        settings = {**self.sampling_defaults, **sampling}
-        self.maskgit.eval()
-        return self.maskgit.generate(class_labels, generator=generator, **settings)
-
-    @torch.no_grad()
-    def __call__(self, class_labels, generator: torch.Generator | None = None, output_type: str = "pil",
-                 decode_kwargs: dict[str, Any] | None = None, **sampling):
-        """Images of the classes ``class_labels``: MaskGiT's tokens decoded by the tokenizer
-        (``decode_kwargs`` go to its ``decode``, e.g. ``num_inference_steps`` for FlowMo)."""
-        tokens = self.generate_tokens(class_labels, generator=generator, **sampling)
-        return self.tokenizer.decode(tokens, generator=generator, output_type=output_type, **(decode_kwargs or {}))
-
-    # --- saving and loading -----------------------------------------------------------------
-    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
-        folder = Path(save_directory)
-        folder.mkdir(parents=True, exist_ok=True)
-        self.maskgit.save_pretrained(folder / "maskgit", safe_serialization=True)
-        self.tokenizer.save_pretrained(folder / "tokenizer")
-        config = {"format_version": CONFIG_VERSION, "tokenizer_class": type(self.tokenizer).__name__, "info": self.info,
-                  "sampling_defaults": self.sampling_defaults}
-        (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> "MaskGiTPipeline":
+        """Load a folder or Hub id; a local folder of the earlier layout (``maskgit_pipeline.json``) too."""
+        folder = Path(pretrained_model_name_or_path)
+        if (folder / LEGACY_CONFIG).is_file() and not (folder / "model_index.json").is_file():
+            return cls._from_legacy_folder(folder, **kwargs)
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs) -> "MaskGiTPipeline":
-        """Load from a local folder or a Hub id (the local cache is used with ``HF_HUB_OFFLINE=1``)."""
-        folder = Path(name_or_path)
-        if not folder.is_dir():
-            folder = Path(snapshot_download(str(name_or_path), **pop_download_kwargs(kwargs)))
-        path = folder / CONFIG_FILE
-        if not path.is_file():
-            raise ValueError(f"{folder} has no {CONFIG_FILE}: give a folder written by MaskGiTPipeline.save_pretrained")
-        config = json.loads(path.read_text())
-        if config.get("format_version") != CONFIG_VERSION:
-            raise ValueError(f"{path} has format_version {config.get('format_version')!r}; this tokenizer-zoo reads "
-                             f"version {CONFIG_VERSION}. Upgrade tokenizer-zoo or re-save the pipeline.")
-        tokenizer = load_tokenizer_pipeline(folder / "tokenizer", **kwargs)
-        pipe = cls(MaskGiT.from_pretrained(folder / "maskgit"), tokenizer, config.get("info"))
-        pipe.sampling_defaults = {**cls.sampling_defaults, **config.get("sampling_defaults", {})}
-        pipe.source_folder = folder
+    def _from_legacy_folder(cls, folder: Path, **kwargs) -> "MaskGiTPipeline":
+        from tokenizer_zoo.pipelines.loading import TOKENIZER_PIPELINES, load_pipeline
+
+        config = json.loads((folder / LEGACY_CONFIG).read_text())
+        defaults = dict(config.get("sampling_defaults", {}))
+        if "num_steps" in defaults:  # renamed to diffusers' name
+            defaults["num_inference_steps"] = defaults.pop("num_steps")
+        tokenizer = load_pipeline(folder / "tokenizer", kinds=TOKENIZER_PIPELINES, **kwargs)
+        maskgit = MaskGiT.from_pretrained(folder / "maskgit", use_safetensors=True)
+        check_finite_weights(maskgit.state_dict(), folder / "maskgit")
+        pipe = cls(maskgit, tokenizer, **defaults)
+        pipe.info = config.get("info", {})
         return pipe
+
+    def to(self, *args, **kwargs) -> "MaskGiTPipeline":
+        self.tokenizer.to(*args, **kwargs)  # a pipeline, which diffusers' `to` does not move
+        return super().to(*args, **kwargs)
+
+    def set_progress_bar_config(self, **kwargs) -> None:
+        super().set_progress_bar_config(**kwargs)
+        self.tokenizer.set_progress_bar_config(**kwargs)
+
+    @check_arguments()
+    def generate_tokens(self, class_labels, num_inference_steps: int | None = None, guidance_scale: float | None = None,
+                        temperature: float | None = None, choice_temperature: float | None = None,
+                        generator: torch.Generator | None = None) -> torch.Tensor:
+        """Token indices (b, *token_shape) for ``class_labels`` (ints); settings left out come from the config."""
+        given = {"num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale,
+                 "temperature": temperature, "choice_temperature": choice_temperature}
+        settings = {**self.sampling_defaults, **{k: v for k, v in given.items() if v is not None}}
+        self.maskgit.eval()
+        return self.maskgit.generate(class_labels, num_steps=settings.pop("num_inference_steps"),
+                                     generator=generator, **settings)
+
+    @check_arguments(generate_tokens)
+    @torch.no_grad()
+    def __call__(self, class_labels, generator: torch.Generator | None = None, output_type: str = "pil",
+                 return_dict: bool = True, decode_kwargs: dict[str, Any] | None = None,
+                 **sampling) -> ImagePipelineOutput | tuple:
+        """Images of the classes ``class_labels``: MaskGiT's tokens decoded by the tokenizer.
+        ``sampling``: the settings of :meth:`generate_tokens`; ``decode_kwargs`` go to the tokenizer's
+        ``decode`` (e.g. ``{"num_inference_steps": 25}`` for FlowMo)."""
+        tokens = self.generate_tokens(class_labels, generator=generator, **sampling)
+        return self.tokenizer.decode(tokens, generator=generator, output_type=output_type, return_dict=return_dict,
+                                     **(decode_kwargs or {}))
 
     def model_card(self, repo_id: str) -> str:
         """Markdown: what generates what, from which data, the sampling defaults and measured metrics."""
@@ -144,7 +139,7 @@ class MaskGiTPipeline:
                  "## Sampling defaults", "", "| setting | value |", "|---|---|",
                  *[f"| {k} | {v} |" for k, v in self.sampling_defaults.items()], "", *metrics_section(metrics),
                  "", "## Use", "", "```python", "from tokenizer_zoo.pipelines import MaskGiTPipeline", "",
-                  f'pipe = MaskGiTPipeline.from_pretrained("{repo_id}")', "images = pipe([0, 1, 2])", "```", ""]
+                 f'pipe = MaskGiTPipeline.from_pretrained("{repo_id}")', "images = pipe([0, 1, 2]).images", "```", ""]
         return "\n".join(lines)
 
     def push_to_hub(self, repo_id: str, **kwargs):

@@ -4,11 +4,13 @@ one pass (``decoder.is_generative = False``), such as the baselines of the zoo."
 from __future__ import annotations
 
 import torch
-from diffusers import DiffusionPipeline
+from diffusers import DiffusionPipeline, ImagePipelineOutput
 
+from tokenizer_zoo.data.images import from_model_output
+from tokenizer_zoo.pipelines.arguments import check_arguments
 from tokenizer_zoo.pipelines.base import TokenizerPipelineMixin
+from tokenizer_zoo.pipelines.flowmo import FlowMoPipeline
 from tokenizer_zoo.pipelines.hub import push_to_hub
-from tokenizer_zoo.pipelines.images import from_model_output
 
 
 class TokenizerPipeline(TokenizerPipelineMixin, DiffusionPipeline):
@@ -23,13 +25,18 @@ class TokenizerPipeline(TokenizerPipelineMixin, DiffusionPipeline):
         self.register_modules(encoder=encoder, quantizer=quantizer, decoder=decoder)
         self.info = {}
 
+    @check_arguments(FlowMoPipeline.decode)
     @torch.no_grad()
-    def decode(self, tokens, output_type: str = "pil", **ignored_sampling_kwargs):
-        """Images from tokens (EncodeOutput, integer indices or float codes). Sampler settings such as
-        ``num_inference_steps`` are accepted and ignored, so code written for FlowMoPipeline runs."""
-        return from_model_output(self.decoder(self._codes(tokens)), output_type)
+    def decode(self, tokens, output_type: str = "pil", return_dict: bool = True,
+               **sampling) -> ImagePipelineOutput | tuple:
+        """Images from tokens (EncodeOutput, integer indices or float codes). The sampler settings of
+        ``FlowMoPipeline.decode`` (``num_inference_steps``, ``generator``, ...) are accepted and ignored,
+        so code written for FlowMoPipeline runs; other names are a TypeError."""
+        images = from_model_output(self.decoder(self._codes(tokens)), output_type)
+        return ImagePipelineOutput(images=images) if return_dict else (images,)
 
-    def __call__(self, images, **decode_kwargs):
+    @check_arguments(decode)
+    def __call__(self, images, **decode_kwargs) -> ImagePipelineOutput | tuple:
         return self.decode(self.encode(images), **decode_kwargs)
 
     def push_to_hub(self, repo_id: str, **kwargs):

@@ -15,6 +15,12 @@ the spec's brute force writes log(p + 1e-5), which differs by at most 2^k * 1e-5
 
 Bit order: in a group of k channels, channel j (0-based) is bit k-1-j of the index: the group's
 first channel is the most significant bit. Bit 1 means x > 0 (code +1); x <= 0 gives -1.
+
+Layout of the reference release (for converted checkpoints): ``group_layout="interleaved"`` makes
+sub-token g of a token the channels g, g + G, g + 2G, ... (the release's
+``b t (fg fh) -> b fg (t fh)`` with fg = k bits, fh = G groups), and ``bit_order="lsb_first"`` makes
+a group's first channel the least significant bit of its index. Both change only which channels
+form an index and the batch-entropy term of the loss; the codes themselves are the same.
 """
 
 from __future__ import annotations
@@ -49,6 +55,10 @@ def indices_to_bits(indices: torch.Tensor, k: int) -> torch.Tensor:
     """(b, s, g) int64 indices -> (b, s, g*k) int64 bits in {0, 1}; inverse of :func:`bits_to_indices`."""
     bits = (indices[..., None] >> _shifts(k, indices.device)) & 1
     return rearrange(bits, "b s g k -> b s (g k)")
+
+
+GROUP_LAYOUTS = {"contiguous": "b s (g k) -> b s g k", "interleaved": "b s (k g) -> b s g k"}
+BIT_ORDERS = ("msb_first", "lsb_first")
 
 
 def _half_distribution(log_q1: torch.Tensor, log_q0: torch.Tensor) -> torch.Tensor:
@@ -99,7 +109,10 @@ class LFQuantizer(ModelMixin, ConfigMixin):
     """Binary codes q = sign(x) with straight-through gradients, an entropy loss and a commitment loss.
 
     dim: code channels (= bits per token). bits_per_group: k, the bits of one sub-token for the entropy
-    loss and for the indices (dim must be a multiple of k). The quantizer has no parameters.
+    loss and for the indices (dim must be a multiple of k). group_layout ("contiguous" or
+    "interleaved") and bit_order ("msb_first" or "lsb_first"): which channels form a sub-token and
+    in which order they make its index (see the module docstring; the release uses "interleaved",
+    "lsb_first"). The quantizer has no parameters.
     """
 
     @register_to_config
@@ -110,8 +123,13 @@ class LFQuantizer(ModelMixin, ConfigMixin):
         entropy_weight: float = 0.0025,
         commitment_weight: float = 0.000625,
         temperature: float = 0.1,
+        group_layout: str = "contiguous",
+        bit_order: str = "msb_first",
     ):
         super().__init__()
+        if group_layout not in GROUP_LAYOUTS or bit_order not in BIT_ORDERS:
+            raise ValueError(f"LFQuantizer group_layout must be one of {sorted(GROUP_LAYOUTS)} and bit_order one of "
+                             f"{list(BIT_ORDERS)}, got {group_layout!r}, {bit_order!r}")
         if dim <= 0 or bits_per_group <= 0 or dim % bits_per_group:
             raise ValueError(
                 f"LFQuantizer needs dim to be a positive multiple of bits_per_group, got dim={dim}, "
@@ -145,6 +163,19 @@ class LFQuantizer(ModelMixin, ConfigMixin):
         """The differentiable map before rounding (identity): gradients of ``quantized`` equal its gradients."""
         return z
 
+    def _groups(self, x: torch.Tensor) -> torch.Tensor:
+        """(b, s, dim) -> (b, s, g, k): the channels of each sub-token, most significant bit first."""
+        cfg = self.config
+        groups = rearrange(x, GROUP_LAYOUTS[cfg.group_layout], k=cfg.bits_per_group)
+        return groups.flip(-1) if cfg.bit_order == "lsb_first" else groups
+
+    def _ungroup(self, groups: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`_groups`."""
+        cfg = self.config
+        groups = groups.flip(-1) if cfg.bit_order == "lsb_first" else groups
+        source, target = GROUP_LAYOUTS[cfg.group_layout].split(" -> ")
+        return rearrange(groups, f"{target} -> {source}")
+
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         check_codes(z, self.dim, type(self).__name__)
         cfg = self.config
@@ -152,7 +183,7 @@ class LFQuantizer(ModelMixin, ConfigMixin):
         codes = torch.where(pre > 0, 1.0, -1.0).to(pre.dtype) * self.code_scale
         quantized = codes + (pre - pre.detach())  # value exactly codes, gradient of prequantize
         # entropy over the codes {-scale, +scale}^k: logits 2 pre.c / T = 2 (scale pre).C / T, C in {-1, 1}^k
-        groups = rearrange(pre * self.code_scale, "b s (g k) -> (b s g) k", k=cfg.bits_per_group)
+        groups = rearrange(self._groups(pre * self.code_scale), "b s g k -> (b s g) k")
         # in training the batch entropy covers the global batch of all processes
         sync = self.training and torch.is_grad_enabled()
         per_sample, batch = lfq_entropy_terms(groups, cfg.temperature, sync_processes=sync)
@@ -160,14 +191,15 @@ class LFQuantizer(ModelMixin, ConfigMixin):
         commitment = (pre - codes).pow(2).mean()
         aux = cfg.entropy_weight * entropy + cfg.commitment_weight * commitment
         losses = {"entropy": entropy, "per_sample_entropy": per_sample, "batch_entropy": batch, "commitment": commitment}
-        indices = bits_to_indices(pre > 0, cfg.bits_per_group)
+        indices = bits_to_indices(rearrange(self._groups(pre > 0), "b s g k -> b s (g k)"), cfg.bits_per_group)
         return QuantizerOutput(quantized, indices, aux, {n: v.detach() for n, v in losses.items()})
 
     def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
         """(B, S, G) int64 -> (B, S, dim) codes in {-code_scale, +code_scale} (float32)."""
         k = self.config.bits_per_group
         check_indices(indices, (self.dim // k,), self.vocab_size, type(self).__name__)
-        return (indices_to_bits(indices, k).float() * 2 - 1) * self.code_scale
+        bits = rearrange(indices_to_bits(indices, k), "b s (g k) -> b s g k", k=k)
+        return (self._ungroup(bits).float() * 2 - 1) * self.code_scale
 
 
 def _largest_divisor(n: int, at_most: int) -> int:

@@ -36,10 +36,10 @@ class ShiftedHeunScheduler(ShiftedEulerScheduler):
 
     order = 2
 
-    def set_timesteps(self, num_inference_steps: int | None = None, rho: float | None = None, device=None) -> None:
-        super().set_timesteps(num_inference_steps, rho, device)
+    def set_timesteps(self, num_inference_steps: int | None = None, device=None) -> None:
+        super().set_timesteps(num_inference_steps, device)
         self.timesteps = torch.cat([self.sigmas[:1], self.sigmas[1:-1].repeat_interleave(2)])
-        self._interval = 0
+        self._step_index = self._interval = 0
         self._first_velocity: torch.Tensor | None = None  # v(x, t_i) while waiting for the corrector
         self._interval_start: torch.Tensor | None = None  # x at t_i while waiting for the corrector
 

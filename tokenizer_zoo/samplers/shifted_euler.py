@@ -6,15 +6,17 @@ step from t_i to t_{i+1} is ``x <- x - (t_i - t_{i+1}) * v``. The shifted schedu
     t_i = ((n - i + 1) / n) ** rho,  i = 1..n,   t_{n+1} = 0
 
 puts most steps at low noise for rho > 1 (rho = 1 is the uniform schedule). The final sample is
-clipped to [-1, 1]. Classifier-free guidance and its interval live in the pipeline loop.
+clipped to [-1, 1]. This is diffusers' ``FlowMatchEulerDiscreteScheduler`` with these times as custom
+sigmas, so :class:`ShiftedEulerScheduler` subclasses it. Classifier-free guidance and its interval
+live in the pipeline loop.
 """
 
 from __future__ import annotations
 
 import torch
-from diffusers import ConfigMixin, SchedulerMixin
+from diffusers import FlowMatchEulerDiscreteScheduler, SchedulerMixin  # noqa: F401  (diffusers looks base classes up here)
 from diffusers.configuration_utils import register_to_config
-from diffusers.schedulers.scheduling_utils import SchedulerOutput
+from diffusers.schedulers.scheduling_flow_match_euler_discrete import FlowMatchEulerDiscreteSchedulerOutput
 
 from tokenizer_zoo.registry import SAMPLERS
 
@@ -36,38 +38,34 @@ def euler_step(sample: torch.Tensor, velocity: torch.Tensor, t: torch.Tensor, t_
 
 
 @SAMPLERS.register("shifted_euler")
-class ShiftedEulerScheduler(SchedulerMixin, ConfigMixin):
-    """diffusers-style scheduler: ``set_timesteps`` then ``step`` once per timestep.
+class ShiftedEulerScheduler(FlowMatchEulerDiscreteScheduler):
+    """diffusers' ``FlowMatchEulerDiscreteScheduler`` on the shifted schedule, with its defaults in the config.
 
-    ``timesteps`` are flow times in (0, 1], the values the FlowMo decoder takes as ``t``.
+    ``num_inference_steps`` and ``rho`` are the sampling defaults of a FlowMo pipeline; ``timesteps``
+    are flow times in (0, 1] (``num_train_timesteps`` = 1), the values the FlowMo decoder takes as ``t``.
     """
-
-    order = 1
 
     @register_to_config
     def __init__(self, num_inference_steps: int = 25, rho: float = 4.0, clip_sample: bool = True):
-        self.set_timesteps(num_inference_steps, rho)
+        super().__init__(num_train_timesteps=1, shift=1.0)
+        self.set_timesteps(num_inference_steps)
 
-    def set_timesteps(self, num_inference_steps: int | None = None, rho: float | None = None, device=None) -> None:
+    def set_timesteps(self, num_inference_steps: int | None = None, device=None, **diffusers_kwargs) -> None:
+        """The shifted schedule of ``num_inference_steps`` (default: the config's) and the config's ``rho``;
+        ``diffusers_kwargs`` (custom ``sigmas``, ``mu``, ...) are refused: this scheduler's sigmas are fixed."""
+        if diffusers_kwargs:
+            raise TypeError(f"{type(self).__name__}.set_timesteps takes num_inference_steps and device only, "
+                            f"not {', '.join(diffusers_kwargs)}; use FlowMatchEulerDiscreteScheduler for custom sigmas")
         n = num_inference_steps or self.config.num_inference_steps
-        self.rho = self.config.rho if rho is None else rho
-        self.num_inference_steps = n
-        self.sigmas = shifted_schedule(n, self.rho).to(device=device, dtype=torch.float32)
-        self.timesteps = self.sigmas[:-1]
-        self._step_index = 0
+        super().set_timesteps(sigmas=shifted_schedule(n, self.config.rho)[:-1].tolist(), device=device)
 
-    def scale_model_input(self, sample: torch.Tensor, timestep=None) -> torch.Tensor:
-        return sample
-
-    def step(self, model_output: torch.Tensor, timestep, sample: torch.Tensor, return_dict: bool = True):
-        if self._step_index >= self.num_inference_steps:
+    def step(self, model_output: torch.Tensor, timestep, sample: torch.Tensor, return_dict: bool = True, **kwargs):
+        if self.step_index is not None and self.step_index >= self.num_inference_steps:
             raise RuntimeError("all steps are done: call set_timesteps() before sampling again")
-        t, t_next = self.sigmas[self._step_index], self.sigmas[self._step_index + 1]
-        prev = euler_step(sample, model_output, t, t_next)
-        self._step_index += 1
-        if self.config.clip_sample and self._step_index == self.num_inference_steps:
+        prev = super().step(model_output, timestep, sample, return_dict=False, **kwargs)[0]
+        if self.config.clip_sample and self.step_index == self.num_inference_steps:
             prev = prev.clamp(-1.0, 1.0)
-        return SchedulerOutput(prev_sample=prev) if return_dict else (prev,)
+        return FlowMatchEulerDiscreteSchedulerOutput(prev_sample=prev) if return_dict else (prev,)
 
     def __len__(self) -> int:
         return self.num_inference_steps

@@ -1,19 +1,48 @@
-"""Resumable training state on top of ``accelerator.save_state`` / ``load_state``.
+"""Resumable training state that loading cannot turn into code execution.
 
-Accelerate does not restore its own checkpoint counter, so the optimisation step is written
-beside the state (``training_state.json``) and read back on resume. A checkpoint is written to
-a temporary folder and renamed when complete: an interrupted save never leaves a folder that
-looks loadable, and the previous checkpoints stay intact.
+A checkpoint folder ``output_dir/checkpoints/step_XXXXXXXX`` holds safetensors and JSON only
+(:mod:`tokenizer_zoo.training.safe_state`):
+
+* ``training_state.{json,safetensors}``: the step, Accelerate's micro-step counter, and the state
+  dicts of what the recipe handed to ``accelerator.prepare`` (models, optimisers, schedulers) and to
+  ``accelerator.register_for_checkpointing`` (EMA, forced weight norm, early stopping, ...), plus
+  the gradient scaler of fp16 runs;
+* ``rng_state_P.{json,safetensors}``: the Python, numpy, torch and CUDA random states of process P.
+
+Accelerate's own ``save_state``/``load_state`` are not used: they pickle the registered objects and
+unpickle them with ``weights_only=False``. Resume reads only the files above; anything else in the
+folder (say a planted ``custom_checkpoint_0.pkl``) is never opened. Folders written by the earlier,
+pickle-based format are refused.
+
+A checkpoint is written to a temporary folder and renamed when complete: an interrupted save never
+leaves a folder that looks loadable, and the previous checkpoints stay intact. Weights holding NaN
+or inf are never checkpointed (training stops with :class:`TrainingDivergedError`).
 """
 
 from __future__ import annotations
 
 import json
+import random
 import shutil
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate.utils import DistributedType
+
+from tokenizer_zoo.training.safe_state import StateFileError, load_state, save_state
+from tokenizer_zoo.validation import check_finite_loss, check_finite_training_weights
 
 STATE_FILE = "training_state.json"
+STATE_STEM = "training_state"
+RNG_STEM = "rng_state_{}"
 PREFIX = "step_"
+_STATE_KINDS = ("models", "optimizers", "schedulers", "objects")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be resumed from (old format, damaged, or made by another setup)."""
 
 
 def checkpoint_dirs(output_dir: str | Path) -> list[Path]:
@@ -25,17 +54,70 @@ def checkpoint_dirs(output_dir: str | Path) -> list[Path]:
     return sorted(done, key=lambda p: int(p.name[len(PREFIX) :]))
 
 
+def last_checkpoint(output_dir: str | Path) -> Path | None:
+    found = checkpoint_dirs(output_dir)
+    return found[-1] if found else None
+
+
+def check_training_logs(accelerator, values: dict[str, float], step: int) -> None:
+    """Stop with :class:`TrainingDivergedError` when a logged value (averaged over processes, so every
+    process agrees) is NaN or inf; the message names the step and the last good checkpoint."""
+    check_finite_loss(values, step, last_checkpoint(accelerator.project_dir))
+
+
+def _registered(accelerator) -> dict[str, list]:
+    """What Accelerate would checkpoint: prepared models, optimisers, schedulers and registered objects."""
+    if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM):
+        raise CheckpointError(f"checkpoints support single-process and DDP training, not "
+                              f"{accelerator.distributed_type}")
+    # the lists Accelerate's own save_state reads; Accelerate has no public accessor for them
+    return {"models": [accelerator.unwrap_model(m) for m in accelerator._models], "optimizers": accelerator._optimizers,
+            "schedulers": accelerator._schedulers, "objects": accelerator._custom_objects}
+
+
+def _rng_state() -> dict[str, Any]:
+    name, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                       "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)}}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    numpy = state["numpy"]
+    np.random.set_state((numpy["name"], numpy["keys"].numpy().astype(np.uint32), numpy["position"],
+                         numpy["has_gauss"], numpy["cached_gaussian"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 def save_checkpoint(accelerator, output_dir: str | Path, step: int, keep: int = 2) -> Path:
-    """Save the full training state at ``step``; keep the newest ``keep`` checkpoints."""
+    """Save the full training state at ``step``; keep the newest ``keep`` checkpoints.
+
+    Raises :class:`TrainingDivergedError` (on every process alike) instead of saving weights that hold NaN or inf.
+    """
+    registered = _registered(accelerator)
+    check_finite_training_weights(((name, tensor) for model in registered["models"]
+                                   for name, tensor in model.state_dict().items()), step, last_checkpoint(output_dir))
     root = Path(output_dir) / "checkpoints"
     final = root / f"{PREFIX}{step:08d}"
     partial = root / f".partial_{PREFIX}{step:08d}"
     if accelerator.is_main_process:
         shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(partial))
+    save_state(partial / RNG_STEM.format(accelerator.process_index), _rng_state())
     if accelerator.is_main_process:
-        (partial / STATE_FILE).write_text(json.dumps({"step": step}))
+        state = {kind: [item.state_dict() for item in items] for kind, items in registered.items()}
+        state.update(step=step, accelerator_step=accelerator.step,
+                     scaler=accelerator.scaler.state_dict() if accelerator.scaler is not None else None)
+        save_state(partial / STATE_STEM, state)
+    accelerator.wait_for_everyone()  # every process's RNG file is in place before the rename
+    if accelerator.is_main_process:
         shutil.rmtree(final, ignore_errors=True)
         partial.rename(final)
         for old in checkpoint_dirs(output_dir)[:-keep] if keep > 0 else []:
@@ -44,12 +126,50 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, keep: int = 
     return final
 
 
+def _read(folder: Path) -> dict[str, Any]:
+    try:
+        header = json.loads((folder / STATE_FILE).read_text())
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"cannot read {folder / STATE_FILE} ({error}); delete {folder} to resume from the "
+                              "checkpoint before it") from None
+    if not isinstance(header, dict) or "format" not in header:
+        raise CheckpointError(f"{folder} was written by an earlier tokenizer-zoo whose checkpoints hold pickles, "
+                              "which are not loaded (unpickling can run code); delete it to start over")
+    try:
+        return load_state(folder / STATE_STEM)
+    except StateFileError as error:
+        raise CheckpointError(f"cannot resume from {folder}: {error}; delete {folder} to resume from the "
+                              "checkpoint before it") from None
+
+
 def resume(accelerator, output_dir: str | Path) -> int:
     """Load the newest checkpoint under ``output_dir`` if any; return the step to continue from."""
     found = checkpoint_dirs(output_dir)
     if not found:
         return 0
-    accelerator.load_state(str(found[-1]))
-    step = json.loads((found[-1] / STATE_FILE).read_text())["step"]
-    accelerator.print(f"resumed from {found[-1]} at step {step}")
-    return step
+    folder = found[-1]
+    state, registered = _read(folder), _registered(accelerator)
+    counts = {kind: (len(state[kind]), len(registered[kind])) for kind in _STATE_KINDS}
+    if any(saved != here for saved, here in counts.values()):
+        raise CheckpointError(f"{folder} holds {', '.join(f'{s} {k}' for k, (s, _) in counts.items())} but this run "
+                              f"has {', '.join(f'{h} {k}' for k, (_, h) in counts.items())}: it was written by "
+                              "another recipe or configuration; use a new output_dir")
+    for kind in _STATE_KINDS:
+        for item, item_state in zip(registered[kind], state[kind]):
+            item.load_state_dict(item_state)
+    if accelerator.scaler is not None and state["scaler"] is not None:
+        accelerator.scaler.load_state_dict(state["scaler"])
+    accelerator.step = state["accelerator_step"]
+    rng = folder / RNG_STEM.format(accelerator.process_index)
+    if rng.with_name(rng.name + ".json").is_file():
+        _set_rng_state(load_state(rng))
+    else:
+        accelerator.print(f"{folder} has no random state for process {accelerator.process_index} "
+                          "(written with fewer processes?): random draws will differ from an uninterrupted run")
+    known = {f"{stem}.{ext}" for stem in (STATE_STEM, rng.name) for ext in ("json", "safetensors")}
+    ignored = sorted(p.name for p in folder.iterdir() if p.name not in known and not p.name.startswith(RNG_STEM[:-2]))
+    if ignored:
+        accelerator.print(f"ignoring {', '.join(ignored)} in {folder}: checkpoints are read from safetensors and "
+                          "JSON only")
+    accelerator.print(f"resumed from {folder} at step {state['step']}")
+    return state["step"]

@@ -1,11 +1,13 @@
-"""What the FlowMo recipes' loops share: the Accelerator, data, resumable epochs, EMA evaluation,
-held-out metrics and the final pipeline folder. Recipes keep their own loss wiring and loop body."""
+"""The one training loop of the recipes (:class:`Trainer`) and what they share around it: the
+Accelerator, data, resumable epochs under gradient accumulation, EMA evaluation, held-out metrics and
+the final pipeline folder. A recipe supplies its model, the inputs of a batch and its evaluation."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -14,11 +16,15 @@ import torch
 import yaml
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from diffusers.training_utils import EMAModel
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from tokenizer_zoo.data import load_image_dataset
+from tokenizer_zoo.data.transforms import signed_to_unit, unit_to_signed
 from tokenizer_zoo.metrics.code_use import code_use
 from tokenizer_zoo.metrics.psnr import psnr
+from tokenizer_zoo.training.checkpoints import check_training_logs, resume, save_checkpoint
 from tokenizer_zoo.training.reporting import resolve_mixed_precision, save_comparison_grid
 
 
@@ -52,11 +58,12 @@ class RecipeConfig:
     eval_split: str = "validation"
     image_column: str | None = None
     output_dir: str = "outputs/run"
+    max_steps: int = 1000  # optimiser steps
     seed: int = 0
     batch_size: int = 16  # per process, per micro-step
     gradient_accumulation_steps: int = 1
     num_workers: int = 0
-    adam_betas: tuple = (0.9, 0.95)
+    adam_betas: tuple[float, float] = (0.9, 0.95)
     ema_decay: float = 0.9999
     timestep_sampler: str = "thick_tailed_logit_normal"
     timestep_shift: float = 1.0  # SD3-style shift of the drawn noise levels (1: the paper)
@@ -88,11 +95,24 @@ def load_recipe_data(cfg: RecipeConfig, image_size: int) -> RecipeData:
 
 
 def epoch_batches(accelerator: Accelerator, loader, step: int, gradient_accumulation_steps: int) -> Iterator:
-    """The rest of the epoch that optimisation step ``step`` falls in, so a resumed run sees the
-    batches an uninterrupted one would have."""
-    epoch, done_in_epoch = divmod(step, len(loader) // gradient_accumulation_steps)
+    """The micro-batches of the rest of the epoch that optimisation step ``step`` falls in, so a resumed
+    run sees the batches an uninterrupted one would have.
+
+    Every optimiser step averages exactly ``gradient_accumulation_steps`` micro-batches: the last
+    ``len(loader) % gradient_accumulation_steps`` micro-batches of an epoch are read but not yielded
+    (``drop_last`` at the level of optimiser steps), so an epoch has ``len(loader) // accumulation``
+    steps and a run with micro-batches b x accumulation k sees the batches of a run with batch b k.
+    """
+    steps_per_epoch = len(loader) // gradient_accumulation_steps
+    if steps_per_epoch < 1:
+        raise ValueError(f"gradient_accumulation_steps={gradient_accumulation_steps} exceeds the {len(loader)} "
+                         "micro-batches of an epoch; lower it or batch_size")
+    epoch, done_in_epoch = divmod(step, steps_per_epoch)
     loader.set_epoch(epoch)
-    return accelerator.skip_first_batches(loader, done_in_epoch * gradient_accumulation_steps)
+    usable = (steps_per_epoch - done_in_epoch) * gradient_accumulation_steps
+    for index, batch in enumerate(accelerator.skip_first_batches(loader, done_in_epoch * gradient_accumulation_steps)):
+        if index < usable:  # the tail is still read, so that Accelerate sees the epoch end
+            yield batch
 
 
 def accumulated_step(accelerator: Accelerator, model, optimizer, *inputs):
@@ -118,8 +138,10 @@ def after_micro_step(accelerator: Accelerator, weight_norm, ema, params) -> bool
 
 
 def log_metrics(accelerator: Accelerator, logs: dict[str, torch.Tensor], step: int, progress=None) -> dict[str, float]:
-    """Average ``logs`` over processes, send them to the trackers and show them on the progress bar."""
+    """Average ``logs`` over processes, send them to the trackers and show them on the progress bar; stop
+    training when one is NaN or inf."""
     means = {k: accelerator.reduce(v.detach(), "mean").item() for k, v in logs.items()}
+    check_training_logs(accelerator, means, step)
     accelerator.log(means, step=step)
     if progress is not None:
         progress.set_postfix({k: f"{v:.4f}" for k, v in means.items()})
@@ -139,14 +161,16 @@ def ema_weights(ema, params: list[torch.nn.Parameter]):
 
 @torch.no_grad()
 def reconstruct(model, images: torch.Tensor, num_inference_steps: int = 25, seed: int = 0, **decode_kwargs) -> torch.Tensor:
-    """Held-out reconstructions (pt, [-1, 1]) through ``model.to_pipeline()`` with a fixed generator, in eval mode."""
+    """Held-out reconstructions of ``images`` (both [-1, 1], the training convention) through
+    ``model.to_pipeline()`` (whose images are [0, 1]) with a fixed generator, in eval mode."""
     pipe = model.to_pipeline()
     pipe.set_progress_bar_config(disable=True)
     was_training = model.training
     model.eval()
     try:
-        return pipe(images.to(pipe.device), num_inference_steps=num_inference_steps,
-                    generator=torch.Generator(pipe.device).manual_seed(seed), output_type="pt", **decode_kwargs)
+        recon = pipe(signed_to_unit(images.to(pipe.device)), num_inference_steps=num_inference_steps,
+                     generator=torch.Generator(pipe.device).manual_seed(seed), output_type="pt", **decode_kwargs).images
+        return unit_to_signed(recon)
     finally:
         model.train(was_training)
 
@@ -188,3 +212,82 @@ def save_recipe_pipeline(accelerator: Accelerator, model, output_dir: Path, info
     pipe.save_pretrained(output_dir / "pipeline")
     (output_dir / "pipeline" / "training_config.yaml").write_text(config_yaml(cfg))
     accelerator.print(f"saved the pipeline to {output_dir / 'pipeline'}")
+
+
+@dataclass
+class TrainingRun:
+    """How a :meth:`Trainer.run` ended: the step reached, whether ``evaluate`` stopped it, and the
+    training throughput (evaluations excluded)."""
+
+    step: int
+    stopped: bool
+    samples_per_second: float
+
+
+class Trainer:
+    """The loop every recipe runs: micro-steps under gradient accumulation, the forced weight norm and
+    EMA after each optimiser step, logging, evaluation, resumable checkpoints and a progress bar.
+
+    Construction prepares ``model``, ``optimizer`` and ``loader`` with ``accelerator``, registers the EMA
+    of ``trainable`` and ``checkpointed`` (objects with ``state_dict``) for checkpointing, and resumes from
+    the newest checkpoint in ``cfg.output_dir`` (``self.step``). The model's ``forward(*inputs)`` returns
+    an output with ``.loss`` and ``.logs``.
+    """
+
+    def __init__(self, cfg: RecipeConfig, accelerator: Accelerator, model: torch.nn.Module, optimizer, loader,
+                 trainable: list[torch.nn.Parameter], weight_norm: Callable[[], None] | None = None,
+                 checkpointed: tuple = (), name: str = "train"):
+        self.cfg, self.accelerator, self.name = cfg, accelerator, name
+        self.out, self.trainable, self.weight_norm = Path(cfg.output_dir), trainable, weight_norm
+        self.ema = EMAModel(trainable, decay=cfg.ema_decay)
+        self.model, self.optimizer, self.loader = accelerator.prepare(model, optimizer, loader)
+        accelerator.register_for_checkpointing(self.ema, *checkpointed)
+        self.step = resume(accelerator, self.out)
+        if accelerator.is_main_process:
+            accelerator.init_trackers(name, config={k: str(v) for k, v in dataclasses.asdict(cfg).items()})
+
+    @property
+    def unwrapped(self) -> torch.nn.Module:
+        return self.accelerator.unwrap_model(self.model)
+
+    def _due(self, every: int) -> bool:
+        return self.step % every == 0 or self.step == self.cfg.max_steps
+
+    def run(self, inputs: Callable[[Any, int], tuple], evaluate: Callable[[int], bool] | None = None,
+            evaluate_every: int = 0, stopped: bool = False,
+            after_step: Callable[[int], dict[str, torch.Tensor]] | None = None) -> TrainingRun:
+        """Train until ``cfg.max_steps`` or until ``evaluate`` returns True.
+
+        ``inputs(batch, micro_step)``: the model's inputs of a batch. ``evaluate(step)`` runs every
+        ``evaluate_every`` steps and at the last one, before that step's checkpoint. ``after_step(step)``
+        runs after each optimiser step (learning-rate changes) and returns extra logs. ``stopped``: the
+        run stopped before (e.g. restored early stopping); nothing is trained then.
+        """
+        cfg, accelerator = self.cfg, self.accelerator
+        accumulation = cfg.gradient_accumulation_steps
+        progress = tqdm(total=cfg.max_steps, initial=self.step, desc=self.name, disable=not accelerator.is_main_process)
+        first_step, micro, seconds, tick = self.step, self.step * accumulation, 0.0, time.perf_counter()
+        while self.step < cfg.max_steps and not stopped:
+            for batch in epoch_batches(accelerator, self.loader, self.step, accumulation):
+                output = accumulated_step(accelerator, self.model, self.optimizer, *inputs(batch, micro))
+                micro += 1
+                if not after_micro_step(accelerator, self.weight_norm, self.ema, self.trainable):
+                    continue
+                self.step += 1
+                progress.update(1)
+                logs = {**output.logs, **(after_step(self.step) if after_step else {})}
+                if self._due(cfg.log_every):
+                    log_metrics(accelerator, logs, self.step, progress)
+                if evaluate is not None and self._due(evaluate_every):
+                    seconds += time.perf_counter() - tick
+                    stopped = evaluate(self.step)
+                    self.model.train()  # evaluations may switch modules to eval mode
+                    tick = time.perf_counter()
+                if self._due(cfg.checkpoint_every) or stopped:
+                    save_checkpoint(accelerator, self.out, self.step, keep=cfg.keep_checkpoints)
+                if self.step >= cfg.max_steps or stopped:
+                    break
+        progress.close()
+        seconds += time.perf_counter() - tick
+        samples = (self.step - first_step) * cfg.batch_size * accumulation * accelerator.num_processes
+        return TrainingRun(self.step, stopped, round(samples / max(seconds, 1e-9), 2))

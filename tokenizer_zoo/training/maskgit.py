@@ -11,6 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from tokenizer_zoo.data.transforms import signed_to_unit
 from tokenizer_zoo.generation.maskgit import MaskedLossOutput, MaskGiT
 from tokenizer_zoo.tokens import TokenFile, load_tokens, save_tokens
 
@@ -48,7 +49,7 @@ def encode_dataset(pipe, dataset: Dataset, batch_size: int = 64, label_key: str 
         if label_key not in batch:
             raise KeyError(f"the dataset's items have no {label_key!r} (keys: {sorted(batch)}); a class-conditional "
                            "model needs labelled images (e.g. dataset=digits)")
-        indices.append(pipe.encode(batch["pixel_values"]).indices.cpu())
+        indices.append(pipe.encode(signed_to_unit(batch["pixel_values"])).indices.cpu())  # [-1, 1] -> the pipeline's [0, 1]
         labels += [int(label) for label in batch[label_key]]
     return torch.cat(indices), labels
 
