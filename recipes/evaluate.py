@@ -11,7 +11,8 @@ makes them fatal before any image is encoded.
 
 Writes to ``--output-dir`` (default ``MODEL/eval_DATASET``):
   metrics.json   every metric with the settings it was measured under, why a metric was skipped
-                 (``skipped_metrics``) and each unreadable image (``skipped``: [{file, reason}])
+                 (``skipped_metrics``) and each unreadable image (``skipped``: [{file, reason}]); for
+                 FlowMo also the code gain (one-step PSNR at t = 1 with the true minus with the null code)
   table_row.md   a row in the layout of the FlowMo paper's Table 1: model, BPP, rFID, PSNR, SSIM, LPIPS
   grid.png       originals (odd rows) above their reconstructions (even rows), first batch
 ``--save-to-model`` also writes metrics.json into a local model folder, where model cards find it.
@@ -37,6 +38,7 @@ from tokenizer_zoo.data import InvalidImageError, evaluation_split, load_image_d
 from tokenizer_zoo.data.transforms import signed_to_unit, unit_to_signed
 from tokenizer_zoo.errors import run_main
 from tokenizer_zoo.metrics import ReconstructionFID, TokenStatistics, reconstruction_metrics
+from tokenizer_zoo.metrics.code_use import code_use
 from tokenizer_zoo.metrics.inception import InceptionFeatureExtractor, InceptionWeightsMissingError
 from tokenizer_zoo.pipelines import FlowMoPipeline
 from tokenizer_zoo.training.reporting import save_comparison_grid
@@ -157,6 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
     sampler = {key: value for key, value in given.items() if value is not None}
 
     start, grid, skipped, count = time.perf_counter(), None, [], 0
+    code_scores = torch.zeros(3, dtype=torch.float64, device=accelerator.device)  # sums of two PSNRs, images
     for index, batch in enumerate(tqdm(loader, desc="evaluate", disable=not accelerator.is_main_process)):
         skipped += batch["skipped"]
         images = batch["pixel_values"]
@@ -175,6 +178,10 @@ def main(argv: list[str] | None = None) -> dict:
             tokens.update(encoded.indices, image_size=images.shape[-2:])
         if grid is None:
             grid = (images[:16].cpu(), recon[:16].cpu())
+        if isinstance(pipe, FlowMoPipeline):
+            use = code_use(pipe.encoder, pipe.quantizer, pipe.decoder, images, seed=args.seed * 1_000_003 + index)
+            code_scores += torch.tensor([use.x0_psnr_code, use.x0_psnr_null, 1.0], dtype=torch.float64,
+                                        device=code_scores.device) * len(images)
 
     skipped = sorted(gather_object(skipped), key=lambda entry: entry["file"])
     for entry in skipped if accelerator.is_main_process else []:
@@ -186,6 +193,10 @@ def main(argv: list[str] | None = None) -> dict:
         values["rfid"] = float(rfid.compute().fid)
     if tokens is not None:
         values.update({name: float(v) for name, v in tokens.compute().items()})
+    if isinstance(pipe, FlowMoPipeline):
+        code_sum, null_sum, scored = accelerator.reduce(code_scores, "sum").tolist()
+        values.update(x0_psnr_code=code_sum / scored, x0_psnr_null=null_sum / scored,
+                      code_gain_db=(code_sum - null_sum) / scored)
     result = {"model": args.model, "pipeline": type(pipe).__name__, "dataset": args.dataset, "split": split,
               "num_images": len(data) - len(skipped), "image_size": pipe.image_size, "seed": args.seed,
               "sampler": {**pipe.sampling_defaults, **sampler} if isinstance(pipe, FlowMoPipeline) else "one pass",

@@ -40,6 +40,7 @@ class Stage1AConfig(RecipeConfig):
     output_dir: str = "outputs/flowmo_1a_tiny"
     max_steps: int = 1500
     lr: float = 1e-4
+    encoder_lr_scale: float = 1.0  # the encoder's (and quantizer's) learning rate is lr * encoder_lr_scale
     encoder_freeze_step: int | None = None  # the encoder's learning rate is 0 from this step on
     perceptual_weight: float = 0.1
     perceptual_net: str = "lpips_vgg"
@@ -52,7 +53,8 @@ def build_model(cfg: Stage1AConfig):
     parts = build_tokenizer(cfg.preset, **cfg.preset_overrides)
     if getattr(parts.decoder, "is_generative", False):
         loss = FlowMatchingLoss(perceptual_weight=cfg.perceptual_weight, perceptual_net=cfg.perceptual_net,
-                                timestep_sampler=cfg.timestep_sampler, cfg_dropout=cfg.cfg_dropout)
+                                timestep_sampler=cfg.timestep_sampler, cfg_dropout=cfg.cfg_dropout,
+                                timestep_shift=cfg.timestep_shift, t1_prob=cfg.t1_prob, x0_weight=cfg.x0_weight)
         return Stage1AModel(parts.encoder, parts.quantizer, parts.decoder, loss), parts
     perceptual = PERCEPTUAL.build(cfg.perceptual_net) if cfg.perceptual_weight > 0 else None
     return RegressionModel(parts.encoder, parts.quantizer, parts.decoder, perceptual, cfg.perceptual_weight), parts
@@ -80,10 +82,15 @@ def heldout_report(trainer: Trainer, images: torch.Tensor, cfg: Stage1AConfig, m
         if trainer.accelerator.is_main_process:
             grid = trainer.out / "grids" / f"step_{step:08d}.png"
             with ema_weights(trainer.ema, trainer.trainable):
-                value = heldout_metrics(trainer.unwrapped, images, grid, cfg.eval_steps, cfg.seed)["psnr"]
-            trainer.accelerator.log({"eval/psnr": value}, step=step)
-            measured[f"heldout_psnr_db (EMA, {len(images)} images, {cfg.eval_steps} steps)"] = round(value, 3)
-            trainer.accelerator.print(f"[step {step}] held-out PSNR {value:.2f} dB (grid: {grid})")
+                metrics = heldout_metrics(trainer.unwrapped, images, grid, cfg.eval_steps, cfg.seed)
+            trainer.accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
+            measured[f"heldout_psnr_db (EMA, {len(images)} images, {cfg.eval_steps} steps)"] = round(metrics["psnr"], 3)
+            gain = ""
+            if "code_gain_db" in metrics:  # diffusion decoders: what the code is worth at t = 1
+                measured["heldout_code_gain_db (one step at t = 1, true minus null code)"] = round(metrics["code_gain_db"], 3)
+                gain = (f"; one step at t = 1: {metrics['x0_psnr_code']:.2f} dB with the code, "
+                        f"{metrics['x0_psnr_null']:.2f} dB without, code gain {metrics['code_gain_db']:.2f} dB")
+            trainer.accelerator.print(f"[step {step}] held-out PSNR {metrics['psnr']:.2f} dB{gain} (grid: {grid})")
         return False
 
     return evaluate
@@ -108,7 +115,8 @@ def main(argv: list[str] | None = None) -> torch.nn.Module:
     weight_norm = ForcedWeightNorm(model) if any(isinstance(m, MMDiTBlock) for m in model.modules()) else None
     encoder_params = [*parts.encoder.parameters(), *parts.quantizer.parameters()]
     optimizer = torch.optim.Adam(
-        [{"params": encoder_params, "name": "encoder"}, {"params": list(parts.decoder.parameters()), "name": "decoder"}],
+        [{"params": encoder_params, "name": "encoder", "lr": cfg.lr * cfg.encoder_lr_scale},
+         {"params": list(parts.decoder.parameters()), "name": "decoder"}],
         lr=cfg.lr, betas=tuple(cfg.adam_betas), weight_decay=0.0)
     data = load_recipe_data(cfg, parts.preset.image_size)
     trainable = [p for p in model.parameters() if p.requires_grad]

@@ -41,6 +41,18 @@ def test_flowmo_evaluation_writes_json_table_and_grid(tmp_path):
         scores += [peak_signal_noise_ratio(a.numpy().astype(np.float64), b.numpy().astype(np.float64), data_range=2)
                    for a, b in zip(images, recon)]
     assert abs(saved["metrics"]["psnr"] - np.mean(scores)) < 1e-4
+    # code gain: one-step predictions at t = 1 from each batch's noise, with and without the code
+    with_code, without = [], []
+    for index in range(2):
+        images = torch.stack([data[2 * index + i]["pixel_values"] for i in range(2)])
+        noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(index))
+        codes = pipe.encode((images + 1) / 2).codes
+        for drop, scores_of in ((False, with_code), (True, without)):
+            x_hat = noise - pipe.decoder(codes, noise, torch.ones(2), drop_code=drop)
+            scores_of += [peak_signal_noise_ratio(a.numpy().astype(np.float64), b.detach().numpy().astype(np.float64),
+                                                  data_range=2) for a, b in zip(images, x_hat)]
+    assert abs(saved["metrics"]["x0_psnr_code"] - np.mean(with_code)) < 1e-4
+    assert abs(saved["metrics"]["code_gain_db"] - (np.mean(with_code) - np.mean(without))) < 1e-4
     row = (tmp_path / "eval" / "table_row.md").read_text().splitlines()
     assert row[0] == "| model | BPP | rFID | PSNR | SSIM | LPIPS |"
     assert row[2].startswith(f"| {tmp_path / 'model'} | 0.2812 | – | {saved['metrics']['psnr']:.2f} |")
@@ -63,4 +75,5 @@ def test_one_pass_pipelines_are_evaluated_too(tmp_path):
     TokenizerPipeline(parts.encoder, parts.quantizer, LinearTestDecoder()).save_pretrained(tmp_path / "model")
     result = _evaluate(["--model", str(tmp_path / "model"), "--output-dir", str(tmp_path / "eval"), "--lpips", *FAST])
     assert result["pipeline"] == "TokenizerPipeline" and result["sampler"] == "one pass"
+    assert "code_gain_db" not in result["metrics"]
     assert np.isfinite(result["metrics"]["psnr"]) and np.isfinite(result["metrics"]["ssim"])

@@ -121,3 +121,49 @@ def test_wrong_velocity_shape_is_reported():
     x, codes = _batch()
     with pytest.raises(ValueError, match="velocity of shape"):
         FlowMatchingLoss(perceptual_weight=0.0)(lambda c, x_t, t, drop_code: x_t[:, :1], x, codes)
+
+
+def test_t1_rows_train_the_one_pass_reconstruction():
+    """At t = 1 the flow residual z - x - v is x_hat - x: the loss is the MSE of the one-step prediction."""
+    x, codes = _batch(b=2000, size=2)
+    loss = FlowMatchingLoss(perceptual_weight=0.0, t1_prob=0.3)
+    out = loss(FakeDecoder(), x, codes, generator=torch.Generator().manual_seed(1))
+    at_one = out.t == 1.0
+    assert abs(at_one.float().mean().item() - 0.3) < 5 * np.sqrt(0.21 / 2000)
+    torch.testing.assert_close(out.x_t[at_one], out.noise[at_one])
+    everywhere = FlowMatchingLoss(perceptual_weight=0.0, t1_prob=1.0)(FakeDecoder(), x, codes,
+                                                                     generator=torch.Generator().manual_seed(2))
+    mse = (everywhere.x_hat.double() - x.double()).square().mean().item()
+    assert everywhere.flow.item() == pytest.approx(mse, rel=1e-5)
+
+
+def test_switches_off_keep_the_papers_random_stream():
+    x, codes = _batch()
+    paper = FlowMatchingLoss(perceptual_weight=0.0).draw(x, torch.Generator().manual_seed(4))
+    switched_off = FlowMatchingLoss(perceptual_weight=0.0, timestep_shift=1.0, t1_prob=0.0)
+    for a, b in zip(paper, switched_off.draw(x, torch.Generator().manual_seed(4))):
+        assert torch.equal(a, b)
+    shifted = FlowMatchingLoss(perceptual_weight=0.0, timestep_shift=3.0).draw(x, torch.Generator().manual_seed(4))
+    torch.testing.assert_close(shifted.t, 3 * paper.t / (1 + 2 * paper.t))
+    assert torch.equal(shifted.noise, paper.noise)
+    with pytest.raises(ValueError, match="t1_prob"):
+        FlowMatchingLoss(perceptual_weight=0.0, t1_prob=2.0)
+
+
+def test_x0_weight_adds_the_one_pass_loss_of_every_image_at_t1():
+    x, codes = _batch()
+    perceptual = TinyRandomPerceptual()
+    plain = FlowMatchingLoss(perceptual_weight=0.1, perceptual=perceptual)
+    loss = FlowMatchingLoss(perceptual_weight=0.1, perceptual=perceptual, x0_weight=0.5)
+    out = loss(FakeDecoder(), x, codes, generator=torch.Generator().manual_seed(3))
+    reference = plain(FakeDecoder(), x, codes, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(out.flow, reference.flow)  # the flow part and its draws are unchanged
+    # by hand: x_hat_1 = z - v(code, z, 1) with the code kept for every image
+    v_one = 0.7 * out.noise + 0.3 + codes.mean(dim=(1, 2))[:, None, None, None]
+    x_hat_one = out.noise - v_one
+    expected_x0 = (x_hat_one - x).square().mean() + 0.1 * perceptual(x_hat_one, x).mean()
+    assert out.x0.item() == pytest.approx(expected_x0.item(), rel=1e-5)
+    assert out.total.item() == pytest.approx(reference.total.item() + 0.5 * expected_x0.item(), rel=1e-5)
+    assert reference.x0.item() == 0.0
+    with pytest.raises(ValueError, match="x0_weight"):
+        FlowMatchingLoss(perceptual_weight=0.0, x0_weight=-1.0)

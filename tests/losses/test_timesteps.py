@@ -83,3 +83,24 @@ def test_invalid_parameters():
         build_timestep_sampler("thick_tailed_logit_normal", uniform_prob=1.5)
     with pytest.raises(ValueError):
         build_timestep_sampler("logit_normal", scale=0.0)
+
+
+@pytest.mark.parametrize("shift", [0.5, 3.0])
+def test_shifted_noise_levels_follow_the_transformed_cdf(shift):
+    from tokenizer_zoo.losses.timesteps import shift_timesteps
+
+    t = shift_timesteps(_sample("thick_tailed_logit_normal").t.double(), shift).numpy()
+    # t' = s t / (1 + (s - 1) t) is increasing, with inverse t = t' / (s - (s - 1) t')
+    assert _ks_distance(t, lambda u: mixture_cdf(u / (shift - (shift - 1) * u))) < KS_BOUND
+    assert _ks_distance(t, mixture_cdf) > 2 * KS_BOUND
+    ends = shift_timesteps(torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64), shift)
+    assert ends[0] == 0 and ends[2] == 1 and ends[1] == pytest.approx(shift / (1 + shift))
+
+
+def test_shift_one_is_the_identity_and_nonpositive_shifts_are_refused():
+    from tokenizer_zoo.losses.timesteps import shift_timesteps
+
+    t = torch.rand(10)
+    assert shift_timesteps(t, 1.0) is t
+    with pytest.raises(ValueError, match="shift"):
+        shift_timesteps(t, 0.0)

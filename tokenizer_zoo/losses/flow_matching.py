@@ -10,6 +10,18 @@
 The quantizer's ``aux_loss`` (entropy + commitment) is NOT included: the caller adds
 ``quantizer_output.aux_loss`` to ``total``.
 
+Two switches for small models, both off by default (then the loss is exactly the paper's):
+
+* ``timestep_shift`` s maps every drawn t to s t / (1 + (s - 1) t) (SD3's resolution shift; s > 1
+  puts more weight at high noise, where the decoder must rely on the code).
+* ``t1_prob`` sets a sample's noise level to exactly t = 1 with this probability. There x_t = z,
+  x_hat = z - v and the flow residual z - x - v equals x_hat - x, so those rows train the decoder
+  as a one-pass decoder of the code: MSE + LPIPS on x_hat, the deterministic x0 loss, at no extra
+  cost.
+* ``x0_weight`` w adds that one-pass loss for every image, on top of its flow loss:
+  w * (MSE(x_hat_1, x) + perceptual_weight * LPIPS(x_hat_1, x)) with x_hat_1 = z - v(code, z, 1),
+  the t = 1 pass batched with the flow pass into one decoder call.
+
 ``x_hat`` is passed to LPIPS unclamped: clamping to [-1, 1] would zero the gradient of every
 pixel that overshoots, which are exactly the pixels of the worst (high-t) predictions, and LPIPS
 accepts values slightly outside [-1, 1].
@@ -24,7 +36,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from tokenizer_zoo.losses.timesteps import TIMESTEP_SAMPLERS, TimestepSampler
+from tokenizer_zoo.losses.timesteps import TIMESTEP_SAMPLERS, TimestepSampler, shift_timesteps
 
 Decoder = Callable[..., torch.Tensor]
 """``decoder(codes, x_t, t, drop_code=mask) -> v`` with v shaped like x_t."""
@@ -84,6 +96,7 @@ class FlowMatchingOutput:
     velocity: torch.Tensor
     x_hat: torch.Tensor
     drop_code: torch.Tensor
+    x0: torch.Tensor  # the one-pass loss at t = 1 (zero when x0_weight is 0)
 
 
 class FlowMatchingLoss(nn.Module):
@@ -97,6 +110,9 @@ class FlowMatchingLoss(nn.Module):
         cfg_dropout: probability per sample of dropping the code (0.1).
         perceptual: an already built perceptual module ``(x_hat, x) -> (B, ...)`` to use instead of
             building ``perceptual_net`` (e.g. a tiny random network in tests).
+        timestep_shift: the resolution shift s of the drawn noise levels (1: none, the paper).
+        t1_prob: probability per sample of the noise level t = 1 (0: none, the paper).
+        x0_weight: weight of the one-pass loss of every image at t = 1 (0: none, the paper).
     """
 
     def __init__(
@@ -106,8 +122,18 @@ class FlowMatchingLoss(nn.Module):
         timestep_sampler: str | TimestepSampler = "thick_tailed_logit_normal",
         cfg_dropout: float = 0.1,
         perceptual: nn.Module | None = None,
+        timestep_shift: float = 1.0,
+        t1_prob: float = 0.0,
+        x0_weight: float = 0.0,
     ):
         super().__init__()
+        if timestep_shift <= 0:
+            raise ValueError(f"timestep_shift must be > 0, got {timestep_shift}")
+        if not 0.0 <= t1_prob <= 1.0:
+            raise ValueError(f"t1_prob must be a probability in [0, 1], got {t1_prob}")
+        if x0_weight < 0:
+            raise ValueError(f"x0_weight must be >= 0, got {x0_weight}")
+        self.timestep_shift, self.t1_prob, self.x0_weight = float(timestep_shift), float(t1_prob), float(x0_weight)
         if perceptual_weight < 0:
             raise ValueError(f"perceptual_weight must be >= 0, got {perceptual_weight}")
         if not 0.0 <= cfg_dropout <= 1.0:
@@ -128,7 +154,11 @@ class FlowMatchingLoss(nn.Module):
     def draw(self, x: torch.Tensor, generator: torch.Generator | None = None) -> FlowNoise:
         """The random quantities of one step for the batch ``x``: noise levels, noise, dropout mask."""
         batch = x.shape[0]
-        t = self.timestep_sampler.sample(batch, generator=generator, device=x.device)
+        t = shift_timesteps(self.timestep_sampler.sample(batch, generator=generator, device=x.device),
+                            self.timestep_shift)
+        if self.t1_prob > 0:  # drawn only when on, so the paper's loss keeps its random stream
+            at_one = sample_cfg_dropout(batch, self.t1_prob, generator=generator, device=x.device)
+            t = torch.where(at_one, torch.ones_like(t), t)
         noise = _randn_like(x, generator)
         drop_code = sample_cfg_dropout(batch, self.cfg_dropout, generator=generator, device=x.device)
         return FlowNoise(t, noise, drop_code)
@@ -145,20 +175,33 @@ class FlowMatchingLoss(nn.Module):
         replaces drawing from ``generator``."""
         t, z, drop_code = noise if noise is not None else self.draw(x, generator)
         x_t = interpolate(x, z, t)
-        velocity = decoder(codes, x_t, t, drop_code=drop_code)
-        if velocity.shape != x.shape:
-            raise ValueError(f"the decoder returned a velocity of shape {tuple(velocity.shape)}; expected {tuple(x.shape)}")
+        batch = x.shape[0]
+        inputs = (codes, x_t, t, drop_code)
+        if self.x0_weight > 0:  # the t = 1 pass of every image rides in the same decoder call
+            inputs = tuple(torch.cat(pair) for pair in zip(inputs, (codes, z, torch.ones_like(t), torch.zeros_like(drop_code))))
+        velocity = decoder(*inputs[:3], drop_code=inputs[3])
+        if velocity.shape != inputs[1].shape:
+            raise ValueError(f"the decoder returned a velocity of shape {tuple(velocity.shape)}; expected "
+                             f"{tuple(inputs[1].shape)}")
+        velocity, velocity_at_one = velocity[:batch], velocity[batch:]
         flow = (velocity_target(x, z) - velocity).float().square().mean()
         x_hat = one_step_prediction(x_t, t, velocity)
+        predictions = x_hat if self.x0_weight == 0 else torch.cat([x_hat, z - velocity_at_one])
         if self.perceptual is None:
-            perceptual = torch.zeros((), device=x.device)
+            scores = torch.zeros(len(predictions), device=x.device)
         else:
-            perceptual = self.perceptual(x_hat, x).float().mean()
+            scores = self.perceptual(predictions, x.repeat(len(predictions) // batch, 1, 1, 1)).float()
+        perceptual = scores[:batch].mean()
         total = flow + self.perceptual_weight * perceptual
-        return FlowMatchingOutput(total, flow, perceptual, t, z, x_t, velocity, x_hat, drop_code)
+        x0 = torch.zeros((), device=x.device)
+        if self.x0_weight > 0:
+            x0 = (predictions[batch:] - x).float().square().mean() + self.perceptual_weight * scores[batch:].mean()
+            total = total + self.x0_weight * x0
+        return FlowMatchingOutput(total, flow, perceptual, t, z, x_t, velocity, x_hat, drop_code, x0)
 
     def extra_repr(self) -> str:
         return (
             f"perceptual_weight={self.perceptual_weight}, cfg_dropout={self.cfg_dropout}, "
-            f"timestep_sampler={self.timestep_sampler!r}"
+            f"timestep_sampler={self.timestep_sampler!r}, timestep_shift={self.timestep_shift}, t1_prob={self.t1_prob}, "
+            f"x0_weight={self.x0_weight}"
         )

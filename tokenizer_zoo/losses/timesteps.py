@@ -89,6 +89,19 @@ class LogitNormalTimesteps(ThickTailedLogitNormalTimesteps):
         super().__init__(loc, scale, uniform_prob=0.0)
 
 
+def shift_timesteps(t: torch.Tensor, shift: float) -> torch.Tensor:
+    """The resolution shift of SD3-style flow training: t -> s t / (1 + (s - 1) t).
+
+    ``shift`` > 1 moves noise levels towards t = 1 (more noise), < 1 towards 0; 1 is the identity.
+    It is monotone and keeps 0 and 1 fixed, so a sampler's CDF F becomes F(t / (s - (s - 1) t)).
+    """
+    if shift <= 0:
+        raise ValueError(f"timestep shift must be > 0, got {shift}")
+    if shift == 1.0:
+        return t
+    return shift * t / (1.0 + (shift - 1.0) * t)
+
+
 def build_timestep_sampler(name: str, **kwargs) -> TimestepSampler:
     """``TIMESTEP_SAMPLERS.build`` with the names listed in this module."""
     return TIMESTEP_SAMPLERS.build(name, **kwargs)

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from tokenizer_zoo.data import load_image_dataset
 from tokenizer_zoo.data.transforms import signed_to_unit, unit_to_signed
+from tokenizer_zoo.metrics.code_use import code_use
 from tokenizer_zoo.metrics.psnr import psnr
 from tokenizer_zoo.training.checkpoints import check_training_logs, resume, save_checkpoint
 from tokenizer_zoo.training.reporting import resolve_mixed_precision, save_comparison_grid
@@ -69,6 +70,9 @@ class RecipeConfig:
     adam_betas: tuple[float, float] = (0.9, 0.95)
     ema_decay: float = 0.9999
     timestep_sampler: str = "thick_tailed_logit_normal"
+    timestep_shift: float = 1.0  # SD3-style shift of the drawn noise levels (1: the paper)
+    t1_prob: float = 0.0  # probability of t = 1, the one-pass x0 loss (0: the paper)
+    x0_weight: float = 0.0  # weight of the one-pass x0 loss of every image at t = 1 (0: the paper)
     cfg_dropout: float = 0.1
     mixed_precision: str = "auto"  # "auto" = bf16 on GPUs that support it, else fp32
     log_every: int = 25
@@ -178,10 +182,21 @@ def reconstruct(model, images: torch.Tensor, num_inference_steps: int = 25, seed
 @torch.no_grad()
 def heldout_metrics(model, images: torch.Tensor, grid_path: Path, num_inference_steps: int = 25, seed: int = 0,
                     distances: dict[str, Callable] | None = None) -> dict[str, float]:
-    """Mean per-image PSNR and each ``distances[name](recon, images)`` of held-out reconstructions; saves a grid."""
+    """Mean per-image PSNR and each ``distances[name](recon, images)`` of held-out reconstructions; saves a grid.
+
+    For a diffusion decoder also the one-step PSNRs at t = 1 with the true and the null code and their
+    difference, the code gain (:func:`tokenizer_zoo.metrics.code_use.code_use`).
+    """
     recon = reconstruct(model, images, num_inference_steps, seed)
     save_comparison_grid(images, recon, Path(grid_path))
     results = {"psnr": psnr(recon.float().cpu(), images.cpu()).mean().item()}
+    if getattr(model.decoder, "is_generative", False):
+        was_training = model.training
+        model.eval()
+        try:
+            results.update(code_use(model.encoder, model.quantizer, model.decoder, images, seed).as_dict())
+        finally:
+            model.train(was_training)
     for name, distance in (distances or {}).items():
         results[name] = distance(recon, images.to(recon.device)).float().mean().item()
     return results

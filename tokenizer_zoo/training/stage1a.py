@@ -34,6 +34,8 @@ class Stage1AModel(nn.Module):
         flow = self.loss(self.decoder, images, quantized.quantized, generator=generator, noise=noise)
         total = flow.total + quantized.aux_loss
         logs = {"loss": total, "flow": flow.flow, "perceptual": flow.perceptual, "quantizer": quantized.aux_loss}
+        if self.loss.x0_weight > 0:
+            logs["x0"] = flow.x0
         logs.update({f"quantizer/{k}": v for k, v in quantized.losses.items()})
         return Stage1AOutput(loss=total, logs={k: v.detach().float() for k, v in logs.items()})
 
