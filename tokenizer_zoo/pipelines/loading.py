@@ -3,8 +3,10 @@
     pipe = load_pipeline("outputs/flowmo_1a_tiny/pipeline")     # FlowMoPipeline, TokenizerPipeline or MaskGiTPipeline
     tokenizer = load_pipeline(folder, kinds=TOKENIZER_PIPELINES)  # refuses other kinds with a clear error
 
-``diffusers.DiffusionPipeline.from_pretrained(folder)`` cannot load these folders: diffusers looks the
-class name up in its own package. Use this function (or ``FlowMoPipeline.from_pretrained`` etc.).
+``diffusers.DiffusionPipeline.from_pretrained(folder)`` looks the class name up as an attribute of the
+diffusers package, so importing this module registers the zoo's pipeline classes there; it then
+loads these folders too. This function (or ``FlowMoPipeline.from_pretrained`` etc.) also runs the
+zoo's checks: the folder's files, plugins, finite weights, and the saved ``info`` of the model card.
 """
 
 from __future__ import annotations
@@ -23,6 +25,18 @@ from tokenizer_zoo.pipelines.tokenizer import TokenizerPipeline
 
 PIPELINES = {cls.__name__: cls for cls in (FlowMoPipeline, TokenizerPipeline, MaskGiTPipeline)}
 TOKENIZER_PIPELINES = ("FlowMoPipeline", "TokenizerPipeline")
+
+
+def register_with_diffusers() -> None:
+    """Make ``diffusers.<ClassName>`` resolve to the zoo's pipelines, where DiffusionPipeline looks."""
+    import diffusers
+
+    for name, cls in PIPELINES.items():
+        if getattr(diffusers, name, None) is None:
+            setattr(diffusers, name, cls)
+
+
+register_with_diffusers()
 
 
 def pipeline_class(folder: str | os.PathLike, kinds: tuple[str, ...] = tuple(PIPELINES)) -> type:
