@@ -54,13 +54,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--no-1b", action="store_true")
     parser.add_argument("--work-dir", default="outputs/compare_tiny")
+    parser.add_argument("--reuse", action="store_true", help="evaluate pipelines already trained in --work-dir "
+                        "instead of training them again")
     args = parser.parse_args()
     work = ROOT / args.work_dir
     models = {}
     for preset in tqdm(args.presets, desc="train"):
-        run("recipes/train_tokenizer.py", "--preset", preset, f"output_dir={work / preset}", f"max_steps={args.steps}",
-            "grid_every=100000")
         models[preset] = work / preset / "pipeline"
+        if not (args.reuse and models[preset].is_dir()):
+            run("recipes/train_tokenizer.py", "--preset", preset, f"output_dir={work / preset}",
+                f"max_steps={args.steps}", "grid_every=100000")
     if "flowmo_tiny" in models and not args.no_1b:
         run("recipes/flowmo_1b.py", f"init_from={models['flowmo_tiny']}", f"output_dir={work / 'flowmo_tiny_1b'}")
         models["flowmo_tiny + 1B"] = work / "flowmo_tiny_1b" / "pipeline"
