@@ -164,19 +164,26 @@ def ema_weights(ema, params: list[torch.nn.Parameter]):
 
 
 @torch.no_grad()
+@contextlib.contextmanager
+def eval_mode(model):
+    """``model`` in eval mode for the block, then back in the mode it was in."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 def reconstruct(model, images: torch.Tensor, num_inference_steps: int = 25, seed: int = 0, **decode_kwargs) -> torch.Tensor:
     """Held-out reconstructions of ``images`` (both [-1, 1], the training convention) through
     ``model.to_pipeline()`` (whose images are [0, 1]) with a fixed generator, in eval mode."""
     pipe = model.to_pipeline()
     pipe.set_progress_bar_config(disable=True)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         recon = pipe(signed_to_unit(images.to(pipe.device)), num_inference_steps=num_inference_steps,
                      generator=torch.Generator(pipe.device).manual_seed(seed), output_type="pt", **decode_kwargs).images
-        return unit_to_signed(recon)
-    finally:
-        model.train(was_training)
+    return unit_to_signed(recon)
 
 
 @torch.no_grad()
@@ -191,12 +198,8 @@ def heldout_metrics(model, images: torch.Tensor, grid_path: Path, num_inference_
     save_comparison_grid(images, recon, Path(grid_path))
     results = {"psnr": psnr(recon.float().cpu(), images.cpu()).mean().item()}
     if getattr(model.decoder, "is_generative", False):
-        was_training = model.training
-        model.eval()
-        try:
+        with eval_mode(model):
             results.update(code_use(model.encoder, model.quantizer, model.decoder, images, seed).as_dict())
-        finally:
-            model.train(was_training)
     for name, distance in (distances or {}).items():
         results[name] = distance(recon, images.to(recon.device)).float().mean().item()
     return results
