@@ -204,3 +204,21 @@ class LFQuantizer(ModelMixin, ConfigMixin):
 
 def _largest_divisor(n: int, at_most: int) -> int:
     return max((d for d in range(1, min(n, at_most) + 1) if n % d == 0), default=1)
+
+
+def factorize_indices(indices: torch.Tensor, bits: list[int]) -> tuple[torch.Tensor, ...]:
+    """Split ids of sum(bits)-bit tokens into parts: part j holds the next ``bits[j]`` bits, least significant
+    first (Open-MAGVIT2's AR stage: ``factorize_indices(ids, [6, 12])`` gives its (pre, post) ids)."""
+    parts, shift = [], 0
+    for width in bits:
+        parts.append((indices >> shift) & ((1 << width) - 1))
+        shift += width
+    return tuple(parts)
+
+
+def merge_factorized(parts: tuple[torch.Tensor, ...] | list[torch.Tensor], bits: list[int]) -> torch.Tensor:
+    """Inverse of :func:`factorize_indices`: the full ids ``sum_j parts[j] << (bits[0] + ... + bits[j-1])``."""
+    if len(parts) != len(bits):
+        raise ValueError(f"got {len(parts)} parts of ids for {len(bits)} bit widths {list(bits)}; give one per width")
+    shifts = [sum(bits[:j]) for j in range(len(bits))]
+    return sum(part.long() << shift for part, shift in zip(parts, shifts))
