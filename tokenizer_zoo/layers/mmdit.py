@@ -38,11 +38,12 @@ class TanhGELU(nn.Module):
 
 
 class FeedForward(nn.Sequential):
-    """H -> mlp_ratio*H -> H with GELU(tanh)."""
+    """H -> mlp_ratio*H -> H with GELU(tanh); ``exact_gelu=True`` uses the exact (erf) GELU instead (TiTok)."""
 
-    def __init__(self, hidden_size: int, mlp_ratio: float = 4.0):
+    def __init__(self, hidden_size: int, mlp_ratio: float = 4.0, exact_gelu: bool = False):
         inner = int(hidden_size * mlp_ratio)
-        super().__init__(nn.Linear(hidden_size, inner), TanhGELU(), nn.Linear(inner, hidden_size))
+        super().__init__(nn.Linear(hidden_size, inner), nn.GELU() if exact_gelu else TanhGELU(),
+                         nn.Linear(inner, hidden_size))
 
 
 class StreamLayers(nn.Module):
