@@ -2,6 +2,8 @@
 
 from tokenizer_zoo.decoders.cnn import CNNDecoder
 from tokenizer_zoo.decoders.flowmo import FlowMoDecoder
+from tokenizer_zoo.decoders.open_magvit2 import OpenMagvit2Decoder
 from tokenizer_zoo.decoders.regression import RegressionDecoder
+from tokenizer_zoo.decoders.titok import TiTokDecoder
 
-__all__ = ["CNNDecoder", "FlowMoDecoder", "RegressionDecoder"]
+__all__ = ["CNNDecoder", "FlowMoDecoder", "OpenMagvit2Decoder", "RegressionDecoder", "TiTokDecoder"]

@@ -2,5 +2,7 @@
 
 from tokenizer_zoo.encoders.cnn import CNNEncoder
 from tokenizer_zoo.encoders.flowmo import FlowMoEncoder
+from tokenizer_zoo.encoders.open_magvit2 import OpenMagvit2Encoder
+from tokenizer_zoo.encoders.titok import TiTokEncoder
 
-__all__ = ["CNNEncoder", "FlowMoEncoder"]
+__all__ = ["CNNEncoder", "FlowMoEncoder", "OpenMagvit2Encoder", "TiTokEncoder"]

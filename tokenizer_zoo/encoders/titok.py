@@ -23,6 +23,8 @@ from tokenizer_zoo.layers.vit import add_titok_trunk, run_titok_trunk
 from tokenizer_zoo.registry import ENCODERS
 
 INPUT_RANGES = ("signed", "unit")
+RELEASED_SIZES = {"small": (512, 8, 8), "base": (768, 12, 12), "large": (1024, 24, 16)}
+"""TiTok's ViT size names -> (width, num_layers, num_heads), as its ``TiTokEncoder`` / ``TiTokDecoder`` look them up."""
 
 
 @ENCODERS.register("titok")
