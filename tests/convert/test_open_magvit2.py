@@ -60,7 +60,7 @@ def test_ema_tokens_latents_and_images(pipes, expected):
     assert torch.equal(tokens.indices.flatten(), expected["indices"])  # (b, h, w) row-major, as the release
     torch.testing.assert_close(pipe.encoder.latents(images * 2 - 1), expected["latent_pre"], atol=LATENT_ATOL, rtol=0)
     torch.testing.assert_close(grid(tokens.codes, 2), expected["latent_quantized"], atol=0, rtol=0)
-    decoded = pipe.decode(expected["indices"].view(3, 4, 1), output_type="pt")
+    decoded = pipe.decode(expected["indices"].view(3, 4, 1), output_type="pt").images
     torch.testing.assert_close(decoded, unit(expected["decoded_from_indices"]), atol=IMAGE_ATOL, rtol=0)
     torch.testing.assert_close(pipe(images, output_type="pt").images, unit(expected["reconstruction"]),
                                atol=IMAGE_ATOL, rtol=0)
@@ -90,7 +90,7 @@ def test_raw_weights_and_factorised_ids(pipes, expected):
     pre, post = factorize_indices(ids, [4, 6])  # the AR stage's factorized_bits of the fixture
     assert torch.equal(pre, expected["ar_indices_pre"]) and torch.equal(post, expected["ar_indices_post"])
     merged = merge_factorized((expected["ar_indices_pre"], expected["ar_indices_post"]), [4, 6])
-    decoded = pipe.decode(merged.view(3, 4, 1), output_type="pt")
+    decoded = pipe.decode(merged.view(3, 4, 1), output_type="pt").images
     torch.testing.assert_close(decoded, unit(expected["ar_decoded"]), atol=IMAGE_ATOL, rtol=0)
     torch.testing.assert_close(pipe(images, output_type="pt").images, unit(expected["raw_reconstruction"]),
                                atol=IMAGE_ATOL, rtol=0)
