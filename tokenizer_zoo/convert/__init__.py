@@ -20,13 +20,13 @@ from __future__ import annotations
 import os
 from types import ModuleType
 
-from tokenizer_zoo.convert import flowmo, open_magvit2, titok
+from tokenizer_zoo.convert import flowmo, llamagen, open_magvit2, titok
 from tokenizer_zoo.convert.keys import dropped_of
 from tokenizer_zoo.convert.output import check_output_folder, save_converted
 from tokenizer_zoo.convert.reading import Checkpoint, read_checkpoint, resolve_source
 from tokenizer_zoo.errors import ConversionError
 
-FORMATS: dict[str, ModuleType] = {module.NAME: module for module in (flowmo, open_magvit2, titok)}
+FORMATS: dict[str, ModuleType] = {module.NAME: module for module in (flowmo, llamagen, open_magvit2, titok)}
 """Release formats by name, in the order detection tries them."""
 
 __all__ = ["FORMATS", "ConversionError", "convert_release", "detect_format", "load_release"]
