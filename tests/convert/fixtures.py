@@ -26,5 +26,9 @@ CONVERTED = [
                    FIXTURES / "flowmo_reference_tiny" / "config.yaml", "flowmo", 32),
     ReleaseFixture("llamagen", FIXTURES / "llamagen_vq_reference_tiny" / "vq_ds8_c2i_tiny.pt",
                    FIXTURES / "llamagen_vq_reference_tiny" / "config.json", "llamagen", 32),
+    ReleaseFixture("open-magvit2", FIXTURES / "open_magvit2_reference_tiny" / "open_magvit2_tiny.ckpt",
+                   FIXTURES / "open_magvit2_reference_tiny" / "config.yaml", "open-magvit2", 32),
+    ReleaseFixture("titok", FIXTURES / "titok_reference_tiny" / "checkpoint",
+                   FIXTURES / "titok_reference_tiny" / "tiny_config.json", "titok", 32),
 ]
 """One entry per release format with a fixture (Open-MAGVIT2 and TiTok join here)."""
