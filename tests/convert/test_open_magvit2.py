@@ -145,3 +145,12 @@ def test_released_256_parameter_count():
                for p in part.parameters())
     assert ours == release == 115_127_829
     assert get_preset("open_magvit2_256").bpp == pytest.approx(256 * 18 / 256**2)
+
+
+def test_the_release_name_fetches_the_published_file(monkeypatch, tmp_path):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ConversionError, match="cannot fetch imagenet_256_L.ckpt from the Hub repo "
+                                              "TencentARC/Open-MAGVIT2-Tokenizer-256-resolution"):
+        load_release("open_magvit2_256", cache_dir=str(tmp_path))

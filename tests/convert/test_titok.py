@@ -149,3 +149,21 @@ def test_released_parameter_counts(preset, millions):
                for p in part.parameters())
     assert ours == sum(math.prod(shape) for shape in shapes.values())
     assert ours / 1e6 == pytest.approx(millions, abs=0.005)
+
+
+@pytest.mark.parametrize("preset", sorted(RELEASES))
+def test_the_release_names_fetch_the_published_files(preset, monkeypatch, tmp_path):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ConversionError, match=f"cannot fetch model.safetensors from the Hub repo {RELEASES[preset]}"):
+        load_release(preset, cache_dir=str(tmp_path))
+
+
+def test_the_weights_file_alone_converts_given_the_heads(pipe, expected):
+    """A release name fetches model.safetensors only: sizes come from the shapes, heads from the width (released
+    sizes) or from a config; the tiny fixture's width is no released size, so it needs its JSON."""
+    with pytest.raises(ConversionError, match="width 64 is none of the released sizes"):
+        load_release(FOLDER / "model.safetensors")
+    alone = load_release(FOLDER / "model.safetensors", config=TINY_CONFIG)
+    assert torch.equal(alone.encode(expected["images"]).indices, expected["tokens"][:, 0])
