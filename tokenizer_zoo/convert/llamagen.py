@@ -38,12 +38,13 @@ from tokenizer_zoo.errors import ConversionError
 from tokenizer_zoo.registry import PIPELINES
 
 NAME = "llamagen"
-EXPECTS = ("a LlamaGen VQ .pt: a dict with model (or ema) holding quantize.embedding.weight and "
-           "encoder.conv_blocks.*")
+EXPECTS = ("a LlamaGen VQ .pt: a dict with model (or ema), or a bare state dict, holding quantize.embedding.weight "
+           "and encoder.conv_blocks.*")
 SAFE_GLOBALS = (argparse.Namespace,)
 """LlamaGen's training script saves its arguments under ``"args"`` as an ``argparse.Namespace``."""
-WEIGHTS = {"ema": ("ema", "model"), "raw": ("model",)}
-"""The state dicts read for each choice of weights, first found first (a released file holds only ``model``)."""
+WEIGHTS = {"ema": ("ema", "model", ""), "raw": ("model", "")}
+"""The state dicts read for each choice of weights, first found first (a released file holds only ``model``;
+"" is a bare state dict, such as a safetensors re-save)."""
 DEFAULT_IMAGE_SIZE = 256
 WHAT = "a LlamaGen VQ checkpoint"
 
