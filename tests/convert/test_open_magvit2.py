@@ -51,7 +51,8 @@ def test_detected_and_built_from_shapes_and_yaml(pipes):
     pipe = pipes["ema"]
     assert pipe.info["release_format"] == "open-magvit2" and pipe.info["weights"] == "ema"
     assert dict(pipe.encoder.config)["channel_mult"] == [1, 1, 1, 1, 2] and pipe.encoder.config.num_res_blocks == 1
-    assert pipe.image_size == 32 and pipe.quantizer.config.bit_order == "lsb_first"
+    assert pipe.image_size == 32 and pipe.quantizer.config.bit_order == "lsb_first"  # from the yaml
+    assert load_release(CKPT).image_size == 16 * 16  # without it: the released 16x16 token grid
 
 
 def test_ema_tokens_latents_and_images(pipes, expected):
@@ -124,7 +125,7 @@ def test_released_256_layout_maps_completely_onto_the_preset():
     dropped = DroppedKeys()
     parts = map_keys(fmt.choose_weights(state, "ema", dropped, "release"), fmt.RULES, fmt.DROP, dropped, "release", "")
     preset = get_preset("open_magvit2_256")
-    kwargs = fmt.infer_config({key: tuple(shape) for key, shape in shapes.items()}, 256)
+    kwargs = fmt.infer_config({key: tuple(shape) for key, shape in shapes.items()})  # 16x16 tokens: 256 px
     assert kwargs == {k: v for k, v in preset.encoder.kwargs.items() if k != "code_length"}
     with torch.device("meta"):
         tokenizer = build_tokenizer(preset)

@@ -10,7 +10,8 @@ the discriminator's EMA (``model_ema.loss*``) and the EMA's counters; the optimi
 The set of weights not chosen is listed among the dropped keys too. LFQ has no parameters.
 
 From the shapes: channels, channel_mult, num_res_blocks and the code dimension (= bits per token). From
-the yaml (optional): the image size (``data...train.params.config.size``; 256 otherwise). The zoo's LFQ
+the yaml (optional): the image size (``data...train.params.config.size``); without one, the size that
+gives the released 16x16 tokens (256 px at 16x downsampling, 128 px for ``imagenet_128_L.ckpt``). The zoo's LFQ
 runs with ``bit_order="lsb_first"`` and one group of all bits, which is the release's index
 sum_c [z_c > 0] 2^c (channel 0 least significant). Its AR stage's factorised (pre, post) ids are
 ``factorize_indices(ids, factorized_bits)`` of these ids (:mod:`tokenizer_zoo.quantizers.lfq`).
@@ -75,22 +76,23 @@ def _count(keys, pattern: str) -> int:
     return len({m.group(1) for key in keys for m in [re.match(pattern, key)] if m})
 
 
-def infer_config(shapes: dict[str, tuple], image_size: int = 256) -> dict[str, Any]:
-    """Constructor arguments of the encoder and decoder from the release's tensor shapes (key -> shape)."""
+def infer_config(shapes: dict[str, tuple], image_size: int | None = None) -> dict[str, Any]:
+    """Constructor arguments of the encoder and decoder from the release's tensor shapes (key -> shape);
+    ``image_size`` None: the size of a 16x16 token grid, as both released tokenizers have."""
     channels = shapes["encoder.conv_in.weight"][0]
     levels = _count(shapes, r"encoder\.down\.(\d+)\.")
     mult = [shapes[f"encoder.down.{i}.block.0.conv1.weight"][0] // channels for i in range(levels)]
-    return dict(image_size=image_size, channels=channels, channel_mult=mult,
+    return dict(image_size=image_size or 16 * 2 ** (levels - 1), channels=channels, channel_mult=mult,
                 num_res_blocks=_count(shapes, r"encoder\.down\.0\.block\.(\d+)\."),
                 code_dim=shapes["encoder.conv_out.weight"][0])
 
 
-def image_size_of(tree: dict | None) -> int:
-    """The training image size of a release yaml (``data.init_args.train.params.config.size``), else 256."""
+def image_size_of(tree: dict | None) -> int | None:
+    """The training image size of a release yaml (``data.init_args.train.params.config.size``), if it has one."""
     try:
         return int(tree["data"]["init_args"]["train"]["params"]["config"]["size"])
     except (KeyError, TypeError):
-        return 256
+        return None
 
 
 def load(checkpoint: Checkpoint, config=None, weights: str = "ema"):
