@@ -46,7 +46,6 @@ import torch
 import tokenizer_zoo.decoders  # noqa: F401  (registers the built-in decoders)
 import tokenizer_zoo.encoders  # noqa: F401  (registers the built-in encoders)
 import tokenizer_zoo.quantizers  # noqa: F401  (registers the built-in quantizers)
-from tokenizer_zoo.encoders.titok import RELEASED_SIZES
 from tokenizer_zoo.registry import DECODERS, ENCODERS, QUANTIZERS, Registry
 
 PRESETS = Registry("preset", "tokenizer_zoo.presets")
@@ -320,43 +319,3 @@ BASELINE_PRESETS: dict[str, str] = {
     "cnn_lfq_tiny": "flowmo_tiny", "cnn_fsq_tiny": "flowmo_tiny",
     "titok_lo": "flowmo_lo", "titok_hi": "flowmo_hi", "titok_tiny": "flowmo_tiny",
 }
-
-
-# Published tokenizers (issue 19): the released layouts; `tokenizer-zoo convert` loads their weights into them.
-
-@register_preset
-def open_magvit2_256() -> TokenizerPreset:
-    arch = dict(image_size=256, channels=128, channel_mult=[1, 1, 2, 2, 4], num_res_blocks=4, code_dim=18,
-                code_length=256)
-    return TokenizerPreset("open_magvit2_256", 256, ComponentSpec("open_magvit2", dict(arch)),
-                           ComponentSpec("lfq", dict(dim=18, bits_per_group=18, bit_order="lsb_first")),
-                           ComponentSpec("open_magvit2", dict(arch)),
-                           description="Open-MAGVIT2 (TencentARC) imagenet_256_L: 16x16 tokens x 18 bits (LFQ), "
-                                       "0.0703 BPP")
-
-
-def titok_release_preset(name: str, size: str, code_length: int) -> TokenizerPreset:
-    """A released TiTok tokenizer (ViT ``size`` for encoder and decoder, patch 16, 256 px, VQ 4096 x 12, l2-normalised)."""
-    width, layers, heads = RELEASED_SIZES[size]
-    vit = dict(image_size=256, patch_size=16, width=width, num_layers=layers, num_heads=heads,
-               code_length=code_length, code_dim=12)
-    return TokenizerPreset(name, 256, ComponentSpec("titok", dict(vit, input_range="unit", legacy_reshape=True)),
-                           ComponentSpec("vq", dict(dim=12, codebook_size=4096, distance="cosine")),
-                           ComponentSpec("titok", dict(vit, output_range="unit")),
-                           description=f"TiTok (ByteDance) tokenizer_{name}: {code_length} tokens x 12 bits, ViT-{size} "
-                                       f"encoder and decoder, MaskGiT-VQGAN pixel decoder")
-
-
-@register_preset
-def titok_l32_imagenet() -> TokenizerPreset:
-    return titok_release_preset("titok_l32_imagenet", "large", 32)
-
-
-@register_preset
-def titok_b64_imagenet() -> TokenizerPreset:
-    return titok_release_preset("titok_b64_imagenet", "base", 64)
-
-
-@register_preset
-def titok_s128_imagenet() -> TokenizerPreset:
-    return titok_release_preset("titok_s128_imagenet", "small", 128)

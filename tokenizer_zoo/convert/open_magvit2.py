@@ -31,11 +31,12 @@ from tokenizer_zoo.encoders.open_magvit2 import OpenMagvit2Encoder
 from tokenizer_zoo.errors import ConversionError
 from tokenizer_zoo.quantizers.lfq import LFQuantizer
 from tokenizer_zoo.registry import PIPELINES
+from tokenizer_zoo.release_presets.open_magvit2 import RELEASE_FILES, REPO
 
 NAME = "open-magvit2"
 EXPECTS = "an Open-MAGVIT2 Lightning .ckpt: a state_dict with encoder.*, decoder.adaptive.* and model_ema.* tensors"
 WHAT = "an Open-MAGVIT2 tokenizer checkpoint"
-RELEASES = {"open_magvit2_256": ("TencentARC/Open-MAGVIT2-Tokenizer-256-resolution", "imagenet_256_L.ckpt")}
+RELEASES = {name: (REPO, filename) for name, filename in RELEASE_FILES.items()}
 RULES = [KeyRule(r"encoder\.mid_block\.(.+)", r"encoder.mid.\1"),
          KeyRule(r"encoder\.(.+)", r"encoder.\1"),
          KeyRule(r"decoder\.mid_block\.(.+)", r"decoder.trunk.mid.\1"),

@@ -33,13 +33,13 @@ from tokenizer_zoo.encoders.titok import RELEASED_SIZES, TiTokEncoder
 from tokenizer_zoo.errors import ConversionError
 from tokenizer_zoo.quantizers.vq import VectorQuantizer
 from tokenizer_zoo.registry import PIPELINES
+from tokenizer_zoo.release_presets.titok import RELEASE_REPOS
 
 NAME = "titok"
 EXPECTS = ("a TiTok folder (config.json + model.safetensors) or state dict: latent_tokens, encoder.patch_embed.*, "
            "quantize.*, pixel_decoder.* tensors")
 WHAT = "a TiTok two-stage VQ tokenizer"
-RELEASES = {f"titok_{size}_imagenet": (f"yucornetto/tokenizer_titok_{size}_imagenet", "model.safetensors")
-            for size in ("l32", "b64", "s128")}
+RELEASES = {name: (repo, "model.safetensors") for name, repo in RELEASE_REPOS.items()}
 _BLOCK = r"(encoder|decoder)\.transformer\.(\d+)\."
 RULES = [KeyRule(r"latent_tokens", "encoder.latent_tokens"),
          KeyRule(_BLOCK + r"attn\.in_proj_(weight|bias)", r"\1.transformer.\2.qkv.\3"),
