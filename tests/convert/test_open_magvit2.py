@@ -75,8 +75,8 @@ def test_non_square_and_larger_grids(pipes, expected):
         torch.testing.assert_close(latents, expected["latent_pre_wide"], atol=LATENT_ATOL, rtol=0)
         quantized = pipe.quantizer(rearrange(latents, "b d h w -> b (h w) d"))
         assert torch.equal(quantized.indices.flatten(), expected["indices_wide"])
-        torch.testing.assert_close(pipe.decoder.render(grid(quantized.quantized, 2)), expected["decoded_from_indices_wide"],
-                                   atol=IMAGE_ATOL, rtol=0)
+        torch.testing.assert_close(pipe.decoder.render(grid(quantized.quantized, 2)),
+                                   expected["decoded_from_indices_wide"], atol=IMAGE_ATOL, rtol=0)
         codes = pipe.quantizer.indices_to_codes(expected["random_indices"][..., None])
         torch.testing.assert_close(pipe.decoder.render(grid(codes, 4)), expected["decoded_random_indices"],
                                    atol=IMAGE_ATOL, rtol=0)

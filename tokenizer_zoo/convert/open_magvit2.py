@@ -115,6 +115,7 @@ def load(checkpoint: Checkpoint, config=None, weights: str = "ema"):
     pipe = PIPELINES.get("TokenizerPipeline")(encoder=encoder, quantizer=quantizer, decoder=decoder)
     pipe.info = {"preset": name if name in RELEASES else None, "weights": weights,
                  "source": f"Open-MAGVIT2 checkpoint {checkpoint.path.name}",
-                 "dataset": "ImageNet-1K (the release's weights)" if name in RELEASES else "unknown (a release checkpoint)"}
+                 "dataset": "ImageNet-1K (the release's weights)" if name in RELEASES else
+                 "unknown (a release checkpoint)"}
     record_dropped(pipe, dropped)
     return pipe

@@ -51,7 +51,8 @@ class TiTokDecoder(ModelMixin, ConfigMixin):
         self.decoder_embed = nn.Linear(code_dim, width)
         self.mask_token = nn.Parameter(width**-0.5 * torch.randn(1, 1, width))
         add_titok_trunk(self, self.grid, width, num_layers, num_heads, code_length, mlp_ratio)
-        self.ffn = nn.Sequential(nn.Conv2d(width, 2 * width, 1), nn.Tanh(), nn.Conv2d(2 * width, pixel_codebook_size, 1))
+        self.ffn = nn.Sequential(nn.Conv2d(width, 2 * width, 1), nn.Tanh(),
+                                 nn.Conv2d(2 * width, pixel_codebook_size, 1))
         self.pixel_codebook = nn.Parameter(torch.randn(pixel_codebook_size, pixel_code_dim))
         self.pixel_decoder = ConvUpStack(pixel_code_dim, pixel_channels, list(pixel_channel_mult), pixel_num_res_blocks,
                                          out_channels, shortcut="output", upsampler="nearest_conv")

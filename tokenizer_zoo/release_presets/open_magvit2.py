@@ -5,8 +5,8 @@ A CNN encoder and decoder (our ``open_magvit2`` encoder and decoder: no attentio
 depth-to-space upsampling in the decoder) around lookup-free quantisation of 18 bits (our ``lfq`` with
 ``bit_order="lsb_first"`` and one group of all 18 bits, the release's index order).
 
-| preset           | release file (Hub: TencentARC/Open-MAGVIT2-Tokenizer-256-resolution) | layout              | tokens at 256 px  | BPP    |
-| open_magvit2_256 | imagenet_256_L.ckpt                                                 | ch 128 x [1,1,2,2,4], 4 blocks | 16 x 16 x 18 bits | 0.0703 |
+| preset           | release file (Hub: TencentARC/Open-MAGVIT2-Tokenizer-256-resolution) | tokens at 256 px  | BPP    |
+| open_magvit2_256 | imagenet_256_L.ckpt (ch 128 x [1,1,2,2,4], 4 blocks a level)        | 16 x 16 x 18 bits | 0.0703 |
 
 115.13 M parameters (encoder 49.75 M, decoder 65.38 M), the count of the release's ``VQModel`` encoder and
 decoder at ``imagenet_lfqgan_256_L.yaml`` (tests/convert/test_open_magvit2.py).

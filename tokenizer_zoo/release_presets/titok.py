@@ -20,7 +20,8 @@ from __future__ import annotations
 from tokenizer_zoo.encoders.titok import RELEASED_SIZES
 from tokenizer_zoo.presets import ComponentSpec, TokenizerPreset, register_preset
 
-RELEASE_REPOS = {f"titok_{size}_imagenet": f"yucornetto/tokenizer_titok_{size}_imagenet" for size in ("l32", "b64", "s128")}
+RELEASE_REPOS = {f"titok_{size}_imagenet": f"yucornetto/tokenizer_titok_{size}_imagenet"
+                 for size in ("l32", "b64", "s128")}
 """Preset -> Hub repo of the released folder (``config.json`` + ``model.safetensors``)."""
 
 
@@ -32,8 +33,8 @@ def titok_release_preset(name: str, size: str, code_length: int) -> TokenizerPre
     return TokenizerPreset(name, 256, ComponentSpec("titok", dict(vit, input_range="unit", legacy_reshape=True)),
                            ComponentSpec("vq", dict(dim=12, codebook_size=4096, distance="cosine")),
                            ComponentSpec("titok", dict(vit, output_range="unit")),
-                           description=f"TiTok (ByteDance) tokenizer_{name}: {code_length} tokens x 12 bits, ViT-{size} "
-                                       f"encoder and decoder, MaskGiT-VQGAN pixel decoder")
+                           description=f"TiTok (ByteDance) tokenizer_{name}: {code_length} tokens x 12 bits, "
+                                       f"ViT-{size} encoder and decoder, MaskGiT-VQGAN pixel decoder")
 
 
 @register_preset
