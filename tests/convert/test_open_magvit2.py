@@ -155,3 +155,13 @@ def test_the_release_name_fetches_the_published_file(monkeypatch, tmp_path):
     with pytest.raises(ConversionError, match="cannot fetch imagenet_256_L.ckpt from the Hub repo "
                                               "TencentARC/Open-MAGVIT2-Tokenizer-256-resolution"):
         load_release("open_magvit2_256", cache_dir=str(tmp_path))
+
+
+def test_the_released_ar_split_covers_the_18_bits():
+    from tokenizer_zoo.release_presets.open_magvit2 import AR_FACTORIZED_BITS
+
+    ids = torch.tensor([0, 1, 63, 64, 2**18 - 1, 123_456])
+    pre, post = factorize_indices(ids, AR_FACTORIZED_BITS)
+    assert sum(AR_FACTORIZED_BITS) == get_preset("open_magvit2_256").quantizer.kwargs["dim"]
+    assert torch.equal(pre, ids % 64) and torch.equal(post, ids // 64)  # pre: the 6 low bits (channels 0-5)
+    assert torch.equal(merge_factorized((pre, post), AR_FACTORIZED_BITS), ids)

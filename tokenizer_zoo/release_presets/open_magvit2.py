@@ -19,6 +19,9 @@ from tokenizer_zoo.presets import ComponentSpec, TokenizerPreset, register_prese
 REPO = "TencentARC/Open-MAGVIT2-Tokenizer-256-resolution"
 RELEASE_FILES = {"open_magvit2_256": "imagenet_256_L.ckpt"}
 """Preset -> file of the released weights in :data:`REPO`."""
+AR_FACTORIZED_BITS = [6, 12]
+"""How the release's AR stage splits an 18-bit id into (pre, post) sub-ids (``factorized_bits`` of its
+``imagenet_conditional_llama_*.yaml``): ``factorize_indices(ids, AR_FACTORIZED_BITS)``, least significant first."""
 
 
 @register_preset
