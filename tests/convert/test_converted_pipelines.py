@@ -74,7 +74,8 @@ def test_the_command_line_encodes_decodes_and_reconstructs(converted, tmp_path, 
 def test_evaluation_runs_on_the_converted_folder(converted, tmp_path):
     fixture, folder, in_memory = converted
     result = run_recipe("evaluate", ["--model", str(folder), "--output-dir", str(tmp_path / "eval"), "--dataset",
-                                     "embedded", "--num-images", "4", "--batch-size", "2", "--steps", "2", "--no-fid"])
+                                     "embedded", "--num-images", "4", "--batch-size", "2", "--steps", "2", "--no-fid",
+                                     "--lpips"])
     assert result["metrics"]["bpp"] == pytest.approx(in_memory.bits_per_pixel)
     assert np.isfinite(result["metrics"]["psnr"]) and (tmp_path / "eval" / "grid.png").is_file()
 

@@ -78,6 +78,10 @@ def test_the_architecture_is_read_from_the_shapes(pipe):
     assert pipe.image_size == config["image_size"] and pipe.info["preset"] is None
     parameters = sum(p.numel() for part in (pipe.encoder, pipe.quantizer, pipe.decoder) for p in part.parameters())
     assert parameters == config["num_parameters"]
+    parts = (pipe.encoder, pipe.quantizer, pipe.decoder)
+    tensors = [t for part in parts for t in [*part.parameters(), *part.buffers()]]
+    assert not any(t.is_meta for t in tensors)
+    assert load_release(CHECKPOINT, config=CONFIG).quantizer.usage_counts.sum() == 0  # a fresh counter, not garbage
     assert dropped_of(pipe).entries == [("quantize.codebook_used", CODEBOOK_USED,
                                          "training-only codebook usage ring buffer")]
 
@@ -88,7 +92,8 @@ def _meta_checkpoint(shapes: dict[str, list[int]], name: str) -> Checkpoint:
 
 
 def test_the_released_vq8_layout_maps_completely_onto_the_llamagen_vq8_preset():
-    """Every key of the full-size vq_ds8_c2i.pt layout is mapped (or is the dropped buffer), with the preset's shapes."""
+    """Every key of the full-size vq_ds8_c2i.pt layout is mapped (or is the dropped buffer), with the preset's
+    shapes."""
     shapes = json.loads((FIXTURE / "release_vq8_state_dict_shapes.json").read_text())
     converted = llamagen.load(_meta_checkpoint(shapes, "vq_ds8_c2i.pt"))  # strict loads check every shape
     assert converted.info["preset"] == "llamagen_vq8"

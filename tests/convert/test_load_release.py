@@ -1,4 +1,5 @@
-"""load_release / convert_release / `tokenizer-zoo convert`: format detection, safe loading, bad input, atomic output."""
+"""load_release / convert_release / `tokenizer-zoo convert`: format detection, safe loading, bad input, atomic
+output."""
 
 from __future__ import annotations
 

@@ -52,7 +52,8 @@ def detect_format(checkpoint: Checkpoint) -> ModuleType:
                           f"keys: {shown}). Tried {tried}. Give --format to see what a format misses")
 
 
-def read_release(source: str | os.PathLike, format: str | None = None, **download_kwargs) -> tuple[Checkpoint, ModuleType]:
+def read_release(source: str | os.PathLike, format: str | None = None,
+                 **download_kwargs) -> tuple[Checkpoint, ModuleType]:
     """(checkpoint, format module) of ``source``: a file, a folder, a Hub URL / owner/repo/file or a release name."""
     modules = _formats(format)
     releases = {name: where for module in modules for name, where in getattr(module, "RELEASES", {}).items()}

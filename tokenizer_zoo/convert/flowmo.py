@@ -1,12 +1,14 @@
-"""Checkpoints of the FlowMo reference release -> :class:`FlowMoPipeline`.
+"""Checkpoints of the FlowMo reference release -> :class:`FlowMoPipeline` (the ``flowmo`` release format).
 
     pipe = FlowMoPipeline.from_single_file("flowmo_lo")                 # the paper's weights, via the Hub
     pipe = FlowMoPipeline.from_single_file("run/00200000.pth", config="run/config.yaml")
+    pipe = load_release("run/00200000.pth", config="run/config.yaml", weights="raw")
     tokenizer-zoo convert ORIGINAL.pth [--config ORIGINAL.yaml] -o FOLDER
 
-A release checkpoint is a ``torch.save`` dict with ``model_ema_state_dict`` (used by default),
-``model_state_dict`` and ``total_steps``. It is read with ``torch.load(weights_only=True)`` only:
-a file that needs full unpickling is refused, since unpickling can run arbitrary code.
+A release checkpoint is a ``torch.save`` dict with ``model_ema_state_dict`` (``weights="ema"``, the
+default), ``model_state_dict`` (``"raw"``) and ``total_steps``. It is read with
+``torch.load(weights_only=True)`` only: a file that needs full unpickling is refused, since unpickling can run
+arbitrary code.
 
 What the file tells, from tensor shapes: widths, depths, heads (from the QK-norm size), MLP ratio,
 patch size, code dim, qkv bias. What only the release's yaml tells (otherwise the release's base
@@ -147,7 +149,8 @@ def release_sampling(config: ReleaseConfig) -> dict[str, Any]:
     elif re.fullmatch(r"pow_[0-9.]+", schedule) and float(schedule[4:]) > 0:
         rho = 1 / float(schedule[4:])
     else:
-        raise ConversionError(f"{where}: sampling schedule {schedule!r} is not one of the release's ('linear', 'pow_P')")
+        raise ConversionError(f"{where}: sampling schedule {schedule!r} is not one of the release's "
+                              "('linear', 'pow_P')")
     interval_text = config["cfg_interval"]
     if interval_text is None:
         interval = (0.0, 1.0)

@@ -174,9 +174,9 @@ def load(checkpoint: Checkpoint, config=None, weights: str = "ema"):
     preset = _preset_named(kwargs, llamagen_preset)
     with torch.device("meta"):
         tokenizer = build_tokenizer(llamagen_preset(preset or "llamagen", **kwargs))
+    tokenizer.quantizer.to_empty(device="cpu").reset_usage()  # its usage counter is no state-dict entry
     for part in ("encoder", "quantizer", "decoder"):
         load_mapped(getattr(tokenizer, part), mapped.get(part, {}), checkpoint.name, WHAT)
-    tokenizer.quantizer.usage_counts = torch.zeros(kwargs["codebook_size"], dtype=torch.long)  # a meta buffer
     pipe = PIPELINES.get("TokenizerPipeline")(encoder=tokenizer.encoder, quantizer=tokenizer.quantizer,
                                               decoder=tokenizer.decoder)
     pipe.info = {"preset": preset, "source": f"LlamaGen VQ release checkpoint {checkpoint.path.name}",

@@ -115,7 +115,8 @@ def download(repo_id: str, filename: str, **download_kwargs) -> Path:
 
 
 # --- reading -----------------------------------------------------------------------------------
-def read_checkpoint(path: str | os.PathLike, name: str | None = None, safe_globals: tuple[type, ...] = ()) -> Checkpoint:
+def read_checkpoint(path: str | os.PathLike, name: str | None = None,
+                    safe_globals: tuple[type, ...] = ()) -> Checkpoint:
     """The content of a checkpoint file, or of a folder's weights and config (see the module doc)."""
     path = Path(path)
     name = name or str(path)
@@ -172,7 +173,8 @@ def read_config(config: str | os.PathLike | dict | None) -> dict[str, Any] | Non
     try:
         tree = yaml.safe_load(Path(config).read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise ConversionError(f"{config}: cannot read the config ({type(error).__name__}: {first_line(error)})") from None
+        raise ConversionError(f"{config}: cannot read the config ({type(error).__name__}: "
+                              f"{first_line(error)})") from None
     if not isinstance(tree, dict):
         raise ConversionError(f"{config}: not a config file (it holds a {type(tree).__name__}, not a mapping)")
     return tree
