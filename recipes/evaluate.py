@@ -127,12 +127,14 @@ def build_metrics(pipe, args, device):
     return pairwise.to(device), rfid, tokens, skipped
 
 
-def table_row(name: str, values: dict) -> str:
+def table_row(name: str, values: dict, bpp: str | None = None) -> str:
+    """``bpp``: the BPP cell for pipelines without a bit rate ("continuous (N floats)")."""
+
     def cell(key, digits):
         return f"{values[key]:.{digits}f}" if key in values else "–"
 
     header = "| model | BPP | rFID | PSNR | SSIM | LPIPS |\n|---|---|---|---|---|---|\n"
-    return header + (f"| {name} | {cell('bpp', 4)} | {cell('rfid', 2)} | {cell('psnr', 2)} | {cell('ssim', 3)} "
+    return header + (f"| {name} | {bpp or cell('bpp', 4)} | {cell('rfid', 2)} | {cell('psnr', 2)} | {cell('ssim', 3)} "
                      f"| {cell('lpips_vgg', 3)} |\n")
 
 
@@ -206,7 +208,8 @@ def main(argv: list[str] | None = None) -> dict:
         out = Path(args.output_dir or Path(args.model) / f"eval_{args.dataset.replace(':', '_').replace('/', '_')}")
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(result, indent=2))
-        (out / "table_row.md").write_text(table_row(args.name or args.model, values))
+        bpp = None if "bpp" in values else pipe.bpp_label  # continuous codes: "continuous (N floats)"
+        (out / "table_row.md").write_text(table_row(args.name or args.model, values, bpp))
         if grid is not None:  # None when every image of this process's share was unreadable
             save_comparison_grid(*grid, out / "grid.png")
         if args.save_to_model and Path(args.model).is_dir():

@@ -7,6 +7,7 @@ the pipeline's codes, token ids and decoded images are compared with what the di
 from __future__ import annotations
 
 import diffusers
+import numpy as np
 import pytest
 import torch
 
@@ -92,3 +93,16 @@ def test_other_models_and_folders_are_refused_in_one_line(tmp_path):
     with pytest.raises(ConversionError, match="no diffusers model config there") as raised:
         TokenizerPipeline.from_diffusers(tmp_path)
     assert "\n" not in str(raised.value)
+
+
+@pytest.mark.slow
+def test_the_evaluation_table_says_continuous_for_an_autoencoder_kl(kl, tmp_path):
+    from tests.recipes import run_recipe
+
+    TokenizerPipeline.from_diffusers(kl).save_pretrained(tmp_path / "kl")
+    result = run_recipe("evaluate", ["--model", str(tmp_path / "kl"), "--output-dir", str(tmp_path / "eval"),
+                                     "--dataset", "embedded", "--num-images", "2", "--batch-size", "2", "--no-fid",
+                                     "--lpips"])
+    assert "bpp" not in result["metrics"] and np.isfinite(result["metrics"]["psnr"])
+    row = (tmp_path / "eval" / "table_row.md").read_text().splitlines()[2]
+    assert row.startswith(f"| {tmp_path / 'kl'} | continuous (256 floats) |")
