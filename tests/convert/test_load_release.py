@@ -105,3 +105,15 @@ def test_offline_release_names_are_one_clear_line(monkeypatch, tmp_path):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(ConversionError, match="cannot fetch vq_ds8_c2i.pt from the Hub repo FoundationVision/LlamaGen"):
         load_release("llamagen_vq8", cache_dir=os.fspath(tmp_path / "empty"))
+
+
+def test_convert_with_a_format_prints_what_was_dropped(tmp_path, capsys):
+    out = tmp_path / "llamagen"
+    assert main(["convert", str(LLAMAGEN.checkpoint), "--config", str(LLAMAGEN.config), "--format", "llamagen",
+                 "-o", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[:3] == ["dropped 1 release parameter tensors (65,536 values):",
+                           "  training-only codebook usage ring buffer: 1 tensors (65,536 values)",
+                           "    quantize.codebook_used"]
+    assert printed[3] == f"converted {LLAMAGEN.checkpoint} -> {out} (use it as --model {out})"
+    assert (out / "model_index.json").is_file() and not list(tmp_path.glob(".llamagen.partial-*"))
