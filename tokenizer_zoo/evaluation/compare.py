@@ -149,8 +149,8 @@ def compare(specs: list[ModelSpec], settings: CompareSettings, accelerator: Acce
         images = batch["pixel_values"]
         if images is None:
             continue
-        if main and result.originals is None:
-            result.originals = images[:settings.grid_images].cpu()
+        if main:
+            result.originals = _first(settings.grid_images, result.originals, images)
         real = next((e.metrics.real_features(images) for e in running if e.metrics.rfid is not None), None)
         for entry in running:
             if entry.row.error is not None:
@@ -161,14 +161,22 @@ def compare(specs: list[ModelSpec], settings: CompareSettings, accelerator: Acce
             except Exception as error:  # the model's row gets the reason; the others go on
                 entry.row.error = f"failed on batch {index}: {one_line(error)}"
                 continue
-            if main and entry.row.name not in result.reconstructions:
-                result.reconstructions[entry.row.name] = recon.images[:settings.grid_images].cpu()
+            if main:
+                name = entry.row.name
+                result.reconstructions[name] = _first(settings.grid_images, result.reconstructions.get(name),
+                                                      recon.images)
             entry.bar.update(len(images))
     for entry in running:
         entry.bar.close()
     recorded["num_images"] = len(data) - len(gather_skipped(skipped, accelerator))
     _finish(running, sampler, accelerator)
     return result
+
+
+def _first(count: int, kept: torch.Tensor | None, batch: torch.Tensor) -> torch.Tensor:
+    """The first ``count`` images of the batches seen so far, on the CPU."""
+    kept = batch[:0].cpu() if kept is None else kept
+    return torch.cat([kept, batch[:count - len(kept)].cpu()])
 
 
 def _finish(running: list[_Entry], sampler: dict, accelerator: Accelerator) -> None:
