@@ -13,7 +13,9 @@ def add_demo_command(commands) -> None:
     parser = commands.add_parser("demo", help=summary, description=summary + "\n\n" + MODEL_HELP,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+", metavar="MODEL", help="[NAME=]SOURCE[,config=FILE][,format=F][,weights=W]")
-    parser.add_argument("--port", type=int, default=7860, help="port on 127.0.0.1 (default 7860; 0: any free port)")
+    parser.add_argument("--port", type=int, default=7860, help="port on 127.0.0.1 (default 7860; 0: the first free one "
+                        "from 7860)")
+    parser.add_argument("--steps", type=int, default=25, help="sampling steps the page starts with (default 25)")
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     parser.set_defaults(run=run_demo)
 
@@ -21,5 +23,5 @@ def add_demo_command(commands) -> None:
 def run_demo(args: argparse.Namespace) -> int:
     from tokenizer_zoo.demo.app import serve
 
-    serve(args.models, port=args.port, device=args.device)
+    serve(args.models, port=args.port, device=args.device, steps=args.steps)
     return 0
