@@ -5,7 +5,7 @@
     tokenizer-zoo decode tokens.safetensors --model M -o DIR [--steps N --rho R --guidance G --seed 0]
     tokenizer-zoo reconstruct IMAGES... --model M -o DIR [sampler flags]   PNGs + grid.png
     tokenizer-zoo likelihood IMAGES... --model M [--steps 25 --seed 0]     bits/dim per image
-    tokenizer-zoo convert ORIGINAL.pth [--config ORIGINAL.yaml] -o FOLDER  a FlowMo release checkpoint -> pipeline
+    tokenizer-zoo convert SOURCE -o FOLDER [--format F --config FILE]    a published release -> pipeline
     tokenizer-zoo compare MODEL... -o DIR  /  tokenizer-zoo demo MODEL...   table, plot, grid  /  a local web page
 
 IMAGES are files, directories (searched recursively for image files) and glob patterns. Images
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from tokenizer_zoo.convert.command import add_convert_command
 from tokenizer_zoo.demo.command import add_demo_command
 from tokenizer_zoo.errors import VERBOSE_FLAG, report, split_verbose
 from tokenizer_zoo.evaluation.command import add_compare_command
@@ -290,21 +291,6 @@ def _likelihood(args: argparse.Namespace) -> int:
     return 0
 
 
-def _convert(args: argparse.Namespace) -> int:
-    from tokenizer_zoo.pipelines.single_file import (CheckpointError, check_output_folder, convert_release_checkpoint,
-                                                     dropped_summary, save_converted)
-
-    try:
-        check_output_folder(args.output)
-        result = convert_release_checkpoint(args.checkpoint, config=args.config, state_dict_key=args.state_dict)
-        folder = save_converted(result.pipeline, args.output)
-    except CheckpointError as error:
-        raise CLIError(str(error)) from None
-    _info(args, dropped_summary(result))
-    _info(args, f"converted {args.checkpoint} -> {folder} (use it as --model {folder})")
-    return 0
-
-
 # --- parser -----------------------------------------------------------------------------------
 def _positive(text: str) -> int:
     value = int(text)
@@ -369,17 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
              images=True, output=("DIR", "folder for the PNGs"), sampler="full")
     _command(commands, "likelihood", "bits/dim of images under the decoder, per image and mean", _likelihood,
              images=True, sampler="seed")
-    convert = commands.add_parser("convert", help="a FlowMo reference-release checkpoint -> a pipeline folder",
-                                  description="a FlowMo reference-release checkpoint -> a pipeline folder")
-    convert.add_argument("checkpoint", metavar="ORIGINAL.pth",
-                         help="the release's .pth: a file, a Hub URL, owner/repo/file.pth, or flowmo_lo / flowmo_hi")
-    convert.add_argument("--config", metavar="ORIGINAL.yaml", help="the release's yaml of that checkpoint "
-                         "(image size, code length, LFQ grouping, sampler); default: the release's base config")
-    convert.add_argument("--state-dict", choices=("model_ema_state_dict", "model_state_dict"),
-                         help="which weights (default: the config's eval.state_dict_key, i.e. the EMA weights)")
-    convert.add_argument("-o", "--output", required=True, metavar="FOLDER", help="new folder for the pipeline")
-    convert.add_argument("--quiet", action="store_true", help="no summary lines")
-    convert.set_defaults(run=_convert)
+    add_convert_command(commands)
     add_compare_command(commands)
     add_demo_command(commands)
     return parser

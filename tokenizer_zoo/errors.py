@@ -46,3 +46,7 @@ def run_main(main: Callable[[list[str]], Any], prog: str, argv: list[str] | None
     except Exception as error:  # every failure becomes one line; --verbose adds the traceback
         return report(error, prog, verbose)
     return 0
+
+
+class ConversionError(ValueError):
+    """A release checkpoint or config that cannot be converted; the message is one line naming the file."""

@@ -190,4 +190,8 @@ QUANTIZERS = Registry("quantizer", "tokenizer_zoo.quantizers")
 DECODERS = Registry("decoder", "tokenizer_zoo.decoders")
 SAMPLERS = Registry("sampler", "tokenizer_zoo.samplers")
 
+PIPELINES = Registry("pipeline", "tokenizer_zoo.pipelines")
+"""Pipeline classes by class name, for code below ``pipelines/`` (``convert/``) that builds them; not a component
+registry, so not in :data:`ALL_REGISTRIES`."""
+
 ALL_REGISTRIES = {"encoders": ENCODERS, "quantizers": QUANTIZERS, "decoders": DECODERS, "samplers": SAMPLERS}

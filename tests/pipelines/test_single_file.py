@@ -18,8 +18,9 @@ from safetensors.torch import load_file
 from tokenizer_zoo.cli import main
 from tokenizer_zoo.data.transforms import signed_to_unit, unit_to_signed
 from tokenizer_zoo.pipelines import FlowMoPipeline
-from tokenizer_zoo.pipelines import single_file
-from tokenizer_zoo.pipelines.single_file import CheckpointError
+from tokenizer_zoo.convert import reading
+from tokenizer_zoo.convert.keys import dropped_of
+from tokenizer_zoo.errors import ConversionError
 from tokenizer_zoo.samplers.likelihood import conditional_velocity
 from tokenizer_zoo.samplers.shifted_euler import ShiftedEulerScheduler
 
@@ -134,15 +135,15 @@ def test_unused_release_parameters_are_dropped_and_printed(capsys):
     printed = capsys.readouterr().out.splitlines()
     expected_names = _unused_release_tensors()
     assert printed[0].startswith(f"dropped {len(expected_names)} release parameter tensors")
-    assert sorted(line.strip() for line in printed[1:]) == sorted(expected_names)
+    assert printed[1].startswith(f"  allocated by the release but never used: {len(expected_names)} tensors")
+    assert sorted(line.strip() for line in printed[2:]) == sorted(expected_names)
 
 
 def test_every_release_parameter_is_used_or_listed(pipe):
     """Values kept + values dropped = values in the release's state dict."""
     state = torch.load(CHECKPOINT, map_location="cpu", weights_only=True)["model_ema_state_dict"]
-    result = single_file.convert_release_checkpoint(CHECKPOINT, config=CONFIG)
     kept = sum(p.numel() for part in (pipe.encoder, pipe.decoder) for p in part.parameters())
-    assert kept + result.dropped_values == sum(t.numel() for t in state.values())
+    assert kept + dropped_of(pipe).values == sum(t.numel() for t in state.values())
 
 
 def test_a_key_that_is_neither_mapped_nor_known_unused_is_an_error(tmp_path):
@@ -150,7 +151,7 @@ def test_a_key_that_is_neither_mapped_nor_known_unused_is_an_error(tmp_path):
     content["model_ema_state_dict"]["decoder.double_blocks.0.extra_norm.scale"] = torch.ones(96)
     path = tmp_path / "modified.pth"
     torch.save(content, path)
-    with pytest.raises(CheckpointError, match=r"modified\.pth: 1 state-dict key.*extra_norm\.scale"):
+    with pytest.raises(ConversionError, match=r"modified\.pth: 1 state-dict key.*extra_norm\.scale"):
         FlowMoPipeline.from_single_file(path, config=CONFIG, verbose=False)
 
 
@@ -192,7 +193,7 @@ def _bad_files(folder: Path) -> dict[str, tuple[Path, str]]:
 @pytest.mark.parametrize("kind", ["truncated", "garbage", "pickled", "other_model", "other_keys"])
 def test_bad_files_give_one_line_naming_the_file_and_write_nothing(kind, tmp_path, capsys):
     path, message = _bad_files(tmp_path)[kind]
-    with pytest.raises(CheckpointError, match=message) as raised:
+    with pytest.raises(ConversionError, match=message) as raised:
         FlowMoPipeline.from_single_file(path, verbose=False)
     assert str(path) in str(raised.value) and "\n" not in str(raised.value)
 
@@ -232,8 +233,8 @@ def test_preset_names_fetch_the_papers_files_from_the_hub(monkeypatch):
         fetched.append((repo_id, filename))
         return CHECKPOINT  # the tiny file: not FlowMo-Lo's architecture
 
-    monkeypatch.setattr(single_file, "_download", fake_download)
-    with pytest.raises(CheckpointError, match=r"^flowmo_lo: its encoder .* is not the flowmo_lo preset's"):
+    monkeypatch.setattr(reading, "download", fake_download)
+    with pytest.raises(ConversionError, match=r"^flowmo_lo: its encoder .* is not the flowmo_lo preset's"):
         FlowMoPipeline.from_single_file("flowmo_lo", config=CONFIG, verbose=False)
     # a Hub URL is no preset: without a yaml the release's base config fills in size, code length, sampler
     by_url = FlowMoPipeline.from_single_file("https://huggingface.co/ksarge/FlowMo/blob/main/flowmo_hi.pth",
@@ -248,7 +249,7 @@ def test_offline_without_a_cached_file_is_one_clear_line(monkeypatch, tmp_path):
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(CheckpointError) as raised:
+    with pytest.raises(ConversionError) as raised:
         FlowMoPipeline.from_single_file("flowmo_lo", cache_dir=tmp_path / "empty_cache", verbose=False)
     message = str(raised.value)
     assert "\n" not in message
@@ -256,7 +257,7 @@ def test_offline_without_a_cached_file_is_one_clear_line(monkeypatch, tmp_path):
 
 
 def test_other_urls_and_unknown_arguments_are_refused():
-    with pytest.raises(CheckpointError, match="only Hugging Face Hub URLs"):
+    with pytest.raises(ConversionError, match="only Hugging Face Hub URLs"):
         FlowMoPipeline.from_single_file("https://example.com/flowmo_lo.pth")
     with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['dtype'\]"):
         FlowMoPipeline.from_single_file(CHECKPOINT, dtype=torch.float16)
@@ -266,7 +267,7 @@ def test_model_state_dict_and_dtype_can_be_chosen(expected):
     half = FlowMoPipeline.from_single_file(CHECKPOINT, config=CONFIG, torch_dtype=torch.bfloat16,
                                            state_dict_key="model_state_dict", verbose=False)
     assert half.decoder.dtype == torch.bfloat16 and half.encoder.dtype == torch.bfloat16
-    with pytest.raises(CheckpointError, match="has no state dict 'ema'"):
+    with pytest.raises(ConversionError, match="has no state dict 'ema'"):
         FlowMoPipeline.from_single_file(CHECKPOINT, state_dict_key="ema", verbose=False)
 
 

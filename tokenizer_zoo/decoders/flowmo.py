@@ -26,7 +26,7 @@ class FlowMoDecoder(ModelMixin, ConfigMixin):
     linear readout to patch channels and unpatchify. The reference release applies the LayerNorm
     a second time after the modulation, LN(modulate(LN(x))), which removes the mean over channels
     and the overall scale that the modulation adds; ``output_norm="twice"`` computes exactly that,
-    for checkpoints converted from the release (:mod:`tokenizer_zoo.pipelines.single_file`).
+    for checkpoints converted from the release (:mod:`tokenizer_zoo.convert.flowmo`).
     Other differences from the reference (parameters unused there): no code output head, and the
     last block's code stream has no query / output projection / MLP / post-attention modulation.
     """

@@ -35,12 +35,25 @@ def setup_latent_grid(module: ModelMixin, image_size: int, block_out_channels: l
     return grid
 
 
-def vae_block_kwargs(config, block_types_key: str, block_type: str) -> dict:
+def vae_block_kwargs(config, block_types_key: str, block_type: str, deepest: int) -> dict:
     """Arguments for diffusers' VAE ``Encoder`` / ``Decoder`` from a CNN encoder's or decoder's config,
-    with ``block_type`` at every level under ``block_types_key`` (``down_block_types`` / ``up_block_types``)."""
+    with ``block_type`` at every level under ``block_types_key`` (``down_block_types`` / ``up_block_types``),
+    and its self-attention variant at the deepest level (index ``deepest``) when ``deepest_level_attention``."""
+    block_types = [block_type] * len(config.block_out_channels)
+    if config.deepest_level_attention:
+        block_types[deepest] = f"Attn{block_type}"
     return {"block_out_channels": tuple(config.block_out_channels), "layers_per_block": config.layers_per_block,
             "norm_num_groups": config.norm_num_groups, "mid_block_add_attention": config.mid_block_attention,
-            block_types_key: (block_type,) * len(config.block_out_channels)}
+            block_types_key: tuple(block_types)}
+
+
+def latent_projection(code_dim: int, latent_channels: int | None, to_codes: bool) -> torch.nn.Module | None:
+    """The 1x1 convolution between the CNN's ``latent_channels`` and the ``code_dim`` codes (VQGAN's
+    ``quant_conv`` when ``to_codes``, else ``post_quant_conv``); None when the CNN works at ``code_dim`` itself."""
+    if latent_channels is None:
+        return None
+    channels = (latent_channels, code_dim) if to_codes else (code_dim, latent_channels)
+    return torch.nn.Conv2d(*channels, kernel_size=1)
 
 
 @ENCODERS.register("cnn")
@@ -60,11 +73,13 @@ class CNNEncoder(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, image_size: int = 256, block_out_channels: list[int] = (128, 128, 256, 256, 512),
                  layers_per_block: int = 2, norm_num_groups: int = 32, code_dim: int = 18,
-                 code_length: int | None = None, in_channels: int = 3, mid_block_attention: bool = True):
+                 code_length: int | None = None, in_channels: int = 3, mid_block_attention: bool = True,
+                 latent_channels: int | None = None, deepest_level_attention: bool = False):
         super().__init__()
         self.grid = setup_latent_grid(self, image_size, list(block_out_channels), code_length)
-        self.encoder = Encoder(in_channels=in_channels, out_channels=code_dim, double_z=False,
-                               **vae_block_kwargs(self.config, "down_block_types", "DownEncoderBlock2D"))
+        self.encoder = Encoder(in_channels=in_channels, out_channels=latent_channels or code_dim, double_z=False,
+                               **vae_block_kwargs(self.config, "down_block_types", "DownEncoderBlock2D", -1))
+        self.quant_conv = latent_projection(code_dim, latent_channels, to_codes=True)
 
     def check_inputs(self, images: torch.Tensor) -> None:
         """Raise a clear error for images that :meth:`forward` cannot take (eager mode only)."""
@@ -78,4 +93,6 @@ class CNNEncoder(ModelMixin, ConfigMixin):
         if not torch.compiler.is_compiling():  # compiled graphs skip it: callers validate once
             self.check_inputs(images)
         latents = self.encoder(images.to(self.encoder.conv_in.weight.dtype))
+        if self.quant_conv is not None:
+            latents = self.quant_conv(latents)
         return rearrange(latents, "b d h w -> b (h w) d")

@@ -22,12 +22,14 @@ from tokenizer_zoo.data.transforms import to_model_input
 from tokenizer_zoo.pipelines.arguments import check_arguments
 from tokenizer_zoo.pipelines.base import TokenizerPipelineMixin, pop_download_kwargs
 from tokenizer_zoo.pipelines.hub import push_to_hub
+from tokenizer_zoo.registry import PIPELINES
 from tokenizer_zoo.samplers.likelihood import LikelihoodOutput, conditional_velocity, flow_log_likelihood
 
 DEFAULT_GUIDANCE_INTERVAL = (0.1453, 0.5050)
 DEFAULT_NUM_INFERENCE_STEPS = 25  # for schedulers whose config has no num_inference_steps (diffusers' own)
 
 
+@PIPELINES.register("FlowMoPipeline")
 class FlowMoPipeline(TokenizerPipelineMixin, DiffusionPipeline):
     """A FlowMo tokenizer: encoder, quantizer, diffusion decoder and sampling scheduler.
 
@@ -159,19 +161,20 @@ class FlowMoPipeline(TokenizerPipelineMixin, DiffusionPipeline):
         The release's sampler settings become the pipeline's sampling defaults (steps and ``rho`` in the
         scheduler's config, guidance in the pipeline's), so ``pipe.decode(tokens)`` samples as it does;
         ``pipe.info["sampling"]`` records them.
-        See :mod:`tokenizer_zoo.pipelines.single_file`.
+        See :mod:`tokenizer_zoo.convert.flowmo`; :func:`tokenizer_zoo.convert.load_release` reads every release format.
         """
-        from tokenizer_zoo.pipelines.single_file import convert_release_checkpoint, dropped_summary
+        from tokenizer_zoo.convert import flowmo
+        from tokenizer_zoo.convert.keys import dropped_of
 
         download = pop_download_kwargs(kwargs)
         if kwargs:
             raise TypeError(f"from_single_file() got unexpected keyword argument(s) {sorted(kwargs)}; it takes config, "
                             f"torch_dtype, state_dict_key, verbose and the Hub download settings")
-        result = convert_release_checkpoint(path_or_url_or_hub_file, config=config, torch_dtype=torch_dtype,
-                                            state_dict_key=state_dict_key, **download)
+        pipe = flowmo.from_single_file(cls, path_or_url_or_hub_file, config=config, torch_dtype=torch_dtype,
+                                       state_dict_key=state_dict_key, **download)
         if verbose:
-            print(dropped_summary(result))
-        return result.pipeline
+            print(dropped_of(pipe).summary())
+        return pipe
 
     def push_to_hub(self, repo_id: str, **kwargs):
         """Upload the pipeline with a model card (preset, BPP, data, sampler defaults, metrics)."""

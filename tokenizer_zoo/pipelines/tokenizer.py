@@ -11,8 +11,10 @@ from tokenizer_zoo.pipelines.arguments import check_arguments
 from tokenizer_zoo.pipelines.base import TokenizerPipelineMixin
 from tokenizer_zoo.pipelines.flowmo import FlowMoPipeline
 from tokenizer_zoo.pipelines.hub import push_to_hub
+from tokenizer_zoo.registry import PIPELINES
 
 
+@PIPELINES.register("TokenizerPipeline")
 class TokenizerPipeline(TokenizerPipelineMixin, DiffusionPipeline):
     """Encoder, quantizer and a one-pass decoder: ``encode`` / ``decode`` / ``__call__``."""
 

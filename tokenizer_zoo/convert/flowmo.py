@@ -41,20 +41,24 @@ from __future__ import annotations
 import ast
 import math
 import os
-import pickle
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
+from tokenizer_zoo.convert.keys import DroppedKeys, record_dropped, unexpected_keys
+from tokenizer_zoo.convert.reading import Checkpoint, config_of, read_checkpoint, resolve_source
+from tokenizer_zoo.errors import ConversionError
+from tokenizer_zoo.registry import PIPELINES
+
+NAME = "flowmo"
+EXPECTS = ("a FlowMo release .pth: a dict with model_ema_state_dict / model_state_dict holding encoder.img_in.weight, "
+           "encoder.double_blocks.*")
 RELEASE_REPO = "ksarge/FlowMo"
 RELEASE_FILES = {"flowmo_lo": "flowmo_lo.pth", "flowmo_hi": "flowmo_hi.pth"}
 """Preset name -> file of the paper's weights in :data:`RELEASE_REPO`."""
+RELEASES = {name: (RELEASE_REPO, filename) for name, filename in RELEASE_FILES.items()}
 
 RELEASE_DEFAULTS = {"image_size": 256, "code_length": 256, "state_dict_key": "model_ema_state_dict",
                     "quantization_type": "lfq", "entropy_loss_weight": 0.0025, "commit_loss_weight": 0.000625,
@@ -66,99 +70,23 @@ RELEASE_BITS_PER_GROUP = {18: 9, 56: 14}
 
 LFQ_TEMPERATURE = 0.1  # fixed in the release's quantizer
 STATE_DICT_KEYS = ("model_ema_state_dict", "model_state_dict")
-_HUB_URL = re.compile(r"^https://huggingface\.co/([^/]+/[^/]+)/(?:blob|resolve)/([^/]+)/(.+)$")
+WEIGHTS = {"ema": "model_ema_state_dict", "raw": "model_state_dict"}
+UNUSED = "allocated by the release but never used"
 
 
-class CheckpointError(ValueError):
-    """A checkpoint or config that cannot be converted; the message is one line naming the file."""
+def detect(checkpoint: Checkpoint) -> bool:
+    return any("encoder.img_in.weight" in state and "decoder.img_in.weight" in state
+               for state in checkpoint.state_dicts.values())
 
 
-# --- finding and reading the files -------------------------------------------------------------
-def resolve_checkpoint(source: str | os.PathLike, **download_kwargs) -> Path:
-    """A local path for ``source``: a preset name of :data:`RELEASE_FILES`, a Hub URL, a local
-    file, or ``owner/repo/path/in/repo.pth``; Hub files go through ``hf_hub_download`` (cache
-    honoured, ``HF_HUB_OFFLINE`` respected)."""
-    text = str(source)
-    if text in RELEASE_FILES:
-        return _download(RELEASE_REPO, RELEASE_FILES[text], **download_kwargs)
-    url = _HUB_URL.match(text)
-    if url:
-        download_kwargs.setdefault("revision", url.group(2))
-        return _download(url.group(1), url.group(3), **download_kwargs)
-    path = Path(text).expanduser()
-    if path.is_file():
-        return path
-    if path.exists():
-        raise CheckpointError(f"{text} is a folder; give the .pth file of a FlowMo release checkpoint")
-    if "://" in text:
-        raise CheckpointError(f"{text}: only Hugging Face Hub URLs (https://huggingface.co/OWNER/REPO/blob/REV/FILE) "
-                              "are fetched; download other URLs yourself and pass the file")
-    if text.count("/") >= 2 and not text.startswith((".", "/", "~")):
-        owner, name, filename = text.split("/", 2)
-        return _download(f"{owner}/{name}", filename, **download_kwargs)
-    raise CheckpointError(f"{text}: no such file (nor a preset of the paper's weights: {', '.join(RELEASE_FILES)}, "
-                          "nor a Hub URL or owner/repo/file.pth)")
-
-
-def _download(repo_id: str, filename: str, **download_kwargs) -> Path:
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
-
-    try:
-        return Path(hf_hub_download(repo_id, filename, **download_kwargs))
-    except LocalEntryNotFoundError:
-        raise CheckpointError(f"cannot fetch {filename} from the Hub repo {repo_id}: it is not in the local cache and "
-                              "the Hub cannot be reached (no network, or HF_HUB_OFFLINE=1); download it once with a "
-                              "network, or pass the path of a local copy") from None
-    except (EntryNotFoundError, RepositoryNotFoundError) as error:
-        raise CheckpointError(f"the Hub has no {filename} in {repo_id} ({type(error).__name__}); check the repo "
-                              "and file name") from None
-
-
-def load_release_checkpoint(path: str | os.PathLike, state_dict_key: str | None = None) -> tuple[dict, Any]:
-    """(state dict, total_steps) of a release checkpoint, read with ``torch.load(weights_only=True)``."""
-    name = str(path)
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"{name}: no such file") from None
-    except pickle.UnpicklingError as error:
-        if "weights only load failed" not in str(error).lower():
-            raise CheckpointError(f"{name}: not a readable PyTorch checkpoint (UnpicklingError: "
-                                  f"{_first_line(error)}); the file is corrupted, truncated or of another "
-                                  "format: download it again") from None
-        found = re.search(r"GLOBAL ([\w.]+)", str(error))
-        what = f"the Python object {found.group(1)}" if found else "Python objects"
-        raise CheckpointError(f"{name}: refused: it needs full unpickling (it stores {what}, not only tensors), which "
-                              "can run arbitrary code, and tokenizer-zoo reads checkpoints with "
-                              "torch.load(weights_only=True) only; if you trust it, re-save its state dict with "
-                              "torch.save and convert that") from None
-    except Exception as error:  # noqa: BLE001 -- torch raises RuntimeError, KeyError, EOFError... for broken files
-        raise CheckpointError(f"{name}: not a readable PyTorch checkpoint ({type(error).__name__}: "
-                              f"{_first_line(error)}); the file is corrupted or truncated: download it again") from None
-    if not isinstance(content, dict):
-        raise CheckpointError(f"{name}: holds a {type(content).__name__}, not a FlowMo release checkpoint "
-                              f"(a dict with {' / '.join(STATE_DICT_KEYS)})")
-    if "encoder.img_in.weight" in content:  # a bare state dict
-        state, steps = content, None
-    else:
-        key = state_dict_key or next((k for k in STATE_DICT_KEYS if k in content), STATE_DICT_KEYS[0])
-        if not isinstance(content.get(key), dict):
-            keys = ", ".join(sorted(map(str, content))[:8]) or "none"
-            raise CheckpointError(f"{name}: not a FlowMo release checkpoint: it has no state dict {key!r} "
-                                  f"(its top-level keys: {keys})")
-        state, steps = content[key], content.get("total_steps")
-    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
-        raise CheckpointError(f"{name}: its state dict holds entries that are not named tensors; not a FlowMo "
-                              "release checkpoint")
-    if isinstance(steps, torch.Tensor):
-        steps = steps.item()
-    return state, steps
-
-
-def _first_line(error: Exception) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0].split(". ")[0][:160] if lines else "no message"
+def release_state_dict(checkpoint: Checkpoint, state_dict_key: str) -> tuple[dict, Any]:
+    """(state dict, total_steps) of a release checkpoint (or of a bare state dict)."""
+    states = checkpoint.state_dicts
+    if "" in states and "encoder.img_in.weight" in states[""]:
+        return states[""], None
+    _, state = checkpoint.state_dict((state_dict_key,), "a FlowMo release checkpoint")
+    steps = checkpoint.content.get("total_steps")
+    return state, steps.item() if isinstance(steps, torch.Tensor) else steps
 
 
 # --- the release's yaml ------------------------------------------------------------------------
@@ -186,18 +114,14 @@ _YAML_FIELDS = {  # our name: (section, key) in the release's yaml
 _SAMPLING_FIELDS = ("sample_steps", "schedule", "cfg", "cfg_interval")
 
 
-def read_release_config(path: str | os.PathLike | None) -> ReleaseConfig:
-    """The converter's settings from a release yaml (``yaml.safe_load``); the base config for ``None``."""
+def read_release_config(tree: dict | None, source: str | None) -> ReleaseConfig:
+    """The converter's settings from a release yaml's tree; the base config for ``None``."""
     config = ReleaseConfig()
-    if path is None:
+    if tree is None:
         return config
-    try:
-        tree = yaml.safe_load(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise CheckpointError(f"{path}: cannot read the config ({type(error).__name__}: {_first_line(error)})") from None
-    if not isinstance(tree, dict) or not isinstance(tree.get("model"), dict):
-        raise CheckpointError(f"{path}: not a FlowMo release config (no 'model' section)")
-    config.source = str(path)
+    if not isinstance(tree.get("model"), dict):
+        raise ConversionError(f"{source}: not a FlowMo release config (no 'model' section)")
+    config.source = str(source)
     for ours, (section, key) in _YAML_FIELDS.items():
         value = (tree.get(section) or {}).get(key)
         if value is not None:
@@ -223,7 +147,7 @@ def release_sampling(config: ReleaseConfig) -> dict[str, Any]:
     elif re.fullmatch(r"pow_[0-9.]+", schedule) and float(schedule[4:]) > 0:
         rho = 1 / float(schedule[4:])
     else:
-        raise CheckpointError(f"{where}: sampling schedule {schedule!r} is not one of the release's ('linear', 'pow_P')")
+        raise ConversionError(f"{where}: sampling schedule {schedule!r} is not one of the release's ('linear', 'pow_P')")
     interval_text = config["cfg_interval"]
     if interval_text is None:
         interval = (0.0, 1.0)
@@ -232,7 +156,7 @@ def release_sampling(config: ReleaseConfig) -> dict[str, Any]:
             low, high = ast.literal_eval(str(interval_text))
             interval = (edm_to_flow(float(low)), edm_to_flow(float(high)))
         except (ValueError, TypeError, SyntaxError):
-            raise CheckpointError(f"{where}: cfg_interval {interval_text!r} is not a pair of noise levels like "
+            raise ConversionError(f"{where}: cfg_interval {interval_text!r} is not a pair of noise levels like "
                                   "'(.17,1.02)'") from None
     return {"num_inference_steps": int(config["sample_steps"]), "rho": rho, "guidance_scale": float(config["cfg"]),
             "guidance_interval": interval}
@@ -241,7 +165,7 @@ def release_sampling(config: ReleaseConfig) -> dict[str, Any]:
 # --- architecture from shapes ------------------------------------------------------------------
 def _shape(state: dict, key: str, name: str) -> tuple[int, ...]:
     if key not in state:
-        raise CheckpointError(f"{name}: not a FlowMo release checkpoint: it has no {key} "
+        raise ConversionError(f"{name}: not a FlowMo release checkpoint: it has no {key} "
                               f"(its first keys: {', '.join(list(state)[:4])})")
     return tuple(state[key].shape)
 
@@ -250,21 +174,21 @@ def _transformer(state: dict, prefix: str, name: str) -> dict[str, Any]:
     hidden, patch_channels = _shape(state, f"{prefix}.img_in.weight", name)
     patch = math.isqrt(patch_channels // 3)
     if 3 * patch * patch != patch_channels:
-        raise CheckpointError(f"{name}: {prefix}.img_in takes {patch_channels} channels, not 3 x patch^2")
+        raise ConversionError(f"{name}: {prefix}.img_in takes {patch_channels} channels, not 3 x patch^2")
     blocks = {int(m.group(1)) for k in state for m in [re.match(rf"{prefix}\.double_blocks\.(\d+)\.", k)] if m}
     if not blocks or blocks != set(range(len(blocks))):
-        raise CheckpointError(f"{name}: not a FlowMo release checkpoint: {prefix}.double_blocks.* are missing or "
+        raise ConversionError(f"{name}: not a FlowMo release checkpoint: {prefix}.double_blocks.* are missing or "
                               "not numbered 0..depth-1")
     (head_dim,) = _shape(state, f"{prefix}.double_blocks.0.img_attn.norm.query_norm.scale", name)
     mlp_hidden = _shape(state, f"{prefix}.double_blocks.0.img_mlp.0.weight", name)[0]
     if hidden % head_dim:
-        raise CheckpointError(f"{name}: {prefix} width {hidden} is not a multiple of its head dim {head_dim}")
+        raise ConversionError(f"{name}: {prefix} width {hidden} is not a multiple of its head dim {head_dim}")
     from tokenizer_zoo.layers.rope import default_axes_dims
 
     try:
         axes = default_axes_dims(head_dim)
     except ValueError:
-        raise CheckpointError(f"{name}: {prefix} head dim {head_dim} has no RoPE split of the release "
+        raise ConversionError(f"{name}: {prefix} head dim {head_dim} has no RoPE split of the release "
                               "(it needs a multiple of 32)") from None
     return dict(patch_size=patch, hidden_size=hidden, depth=len(blocks), num_heads=hidden // head_dim,
                 mlp_ratio=mlp_hidden / hidden, qkv_bias=f"{prefix}.double_blocks.0.img_attn.qkv.bias" in state,
@@ -277,19 +201,19 @@ def infer_architecture(state: dict, config: ReleaseConfig, name: str) -> dict[st
     code_dim = _shape(state, "encoder.txt_in.weight", name)[1]
     decoder_input = _shape(state, "decoder.txt_in.weight", name)[1]
     if decoder_input != code_dim + 1 or encoder["patch_size"] != decoder["patch_size"]:
-        raise CheckpointError(f"{name}: encoder and decoder do not fit together (code dim {code_dim} vs decoder "
+        raise ConversionError(f"{name}: encoder and decoder do not fit together (code dim {code_dim} vs decoder "
                               f"code input {decoder_input}, patch {encoder['patch_size']} vs {decoder['patch_size']})")
     where = config.source
     if config["quantization_type"] != "lfq":
-        raise CheckpointError(f"{where}: quantization_type {config['quantization_type']!r}: only LFQ checkpoints "
+        raise ConversionError(f"{where}: quantization_type {config['quantization_type']!r}: only LFQ checkpoints "
                               "(the paper's) can be converted")
     for key, inferred in (("context_dim", code_dim), ("patch_size", encoder["patch_size"])):
         if config.get(key) is not None and int(config[key]) != inferred:
-            raise CheckpointError(f"{where}: says {key} {config[key]}, but the checkpoint {name} has {inferred}; "
+            raise ConversionError(f"{where}: says {key} {config[key]}, but the checkpoint {name} has {inferred}; "
                                   "give the config the checkpoint was trained with")
     bits = config.get("codebook_size_for_entropy") or RELEASE_BITS_PER_GROUP.get(code_dim)
     if bits is None or code_dim % int(bits):
-        raise CheckpointError(f"{name}: code dim {code_dim} needs the release's yaml (--config) for its LFQ group "
+        raise ConversionError(f"{name}: code dim {code_dim} needs the release's yaml (--config) for its LFQ group "
                               f"size codebook_size_for_entropy (got {bits})")
     shared = dict(image_size=int(config["image_size"]), code_length=int(config["code_length"]), code_dim=code_dim)
     time_embed_dim = _shape(state, "decoder.time_in.in_layer.weight", name)[1]
@@ -347,16 +271,8 @@ def unused_parameters(depths: dict[str, int]) -> list[str]:
             rf"decoder\.double_blocks\.{dec}\.txt_{stream_outputs}"]
 
 
-@dataclass
-class Conversion:
-    """The state dicts of our encoder and decoder and what was left out of the release's."""
-
-    state_dicts: dict[str, dict[str, torch.Tensor]]
-    dropped: list[str]  # release names (with "[rows]" for partly used tensors)
-    dropped_values: int
-
-
-def map_state_dict(state: dict, models: dict[str, torch.nn.Module], name: str) -> Conversion:
+def map_state_dict(state: dict, models: dict[str, torch.nn.Module], dropped: DroppedKeys,
+                   name: str) -> dict[str, dict[str, torch.Tensor]]:
     """Our state dicts from the release's; every release tensor must be mapped or known unused."""
     out: dict[str, dict[str, torch.Tensor]] = {}
     used_rows: dict[str, slice | None] = {}
@@ -365,122 +281,99 @@ def map_state_dict(state: dict, models: dict[str, torch.nn.Module], name: str) -
         for ours, target in model.state_dict().items():
             theirs = release_key(ours, prefix)
             if theirs not in state:
-                raise CheckpointError(f"{name}: not a FlowMo release checkpoint of this layout: it lacks {theirs}")
+                raise ConversionError(f"{name}: not a FlowMo release checkpoint of this layout: it lacks {theirs}")
             tensor = state[theirs]
             rows = _rows(ours, target.shape[0], tensor.shape[0]) if target.ndim and tensor.ndim else None
             value = tensor if rows is None else tensor[rows].clone()  # no view keeping the unused rows alive
             if value.shape != target.shape:
-                raise CheckpointError(f"{name}: {theirs} has shape {tuple(tensor.shape)}, but the architecture "
+                raise ConversionError(f"{name}: {theirs} has shape {tuple(tensor.shape)}, but the architecture "
                                       f"inferred from the file needs {tuple(target.shape)}")
             out[prefix][ours] = value
             used_rows[theirs] = rows
     depths = {prefix: model.config.depth for prefix, model in models.items()}
     unused = [re.compile(pattern) for pattern in unused_parameters(depths)]
-    dropped, values, unexpected = [], 0, []
+    unexpected = []
     for key, tensor in state.items():
         if key in used_rows:
             rows = used_rows[key]
             if rows is not None:
                 left_out = f"{rows.stop}:{tensor.shape[0]}" if rows.start == 0 else f"0:{rows.start}"
-                dropped.append(f"{key}[rows {left_out}]")
-                values += tensor.numel() - tensor[rows].numel()
+                dropped.add(f"{key}[rows {left_out}]", tensor.numel() - tensor[rows].numel(), UNUSED)
         elif any(pattern.fullmatch(key) for pattern in unused):
-            dropped.append(key)
-            values += tensor.numel()
+            dropped.add(key, tensor.numel(), UNUSED)
         else:
             unexpected.append(key)
     if unexpected:
-        raise CheckpointError(f"{name}: {len(unexpected)} state-dict key(s) that a FlowMo release checkpoint does not "
-                              f"have ({', '.join(unexpected[:4])}{', ...' if len(unexpected) > 4 else ''}); it is a "
-                              "checkpoint of another model or of a modified release")
-    return Conversion(out, dropped, values)
+        raise unexpected_keys(name, unexpected, "a FlowMo release checkpoint")
+    return out
 
 
 # --- the pipeline ------------------------------------------------------------------------------
-@dataclass
-class SingleFileResult:
-    pipeline: Any
-    dropped: list[str]
-    dropped_values: int
+def load(checkpoint: Checkpoint, config=None, weights: str = "ema", *, state_dict_key: str | None = None,
+         torch_dtype: torch.dtype | None = None, pipeline_class: type | None = None):
+    """A FlowMoPipeline from a read release checkpoint (in memory, nothing written).
 
-
-def convert_release_checkpoint(source: str | os.PathLike, config: str | os.PathLike | None = None,
-                               torch_dtype: torch.dtype | None = None, state_dict_key: str | None = None,
-                               **download_kwargs) -> SingleFileResult:
-    """Read, check and convert a release checkpoint into a FlowMoPipeline (in memory, nothing written)."""
+    ``weights``: "ema" (``model_ema_state_dict``) or "raw" (``model_state_dict``); an explicit
+    ``state_dict_key`` wins, else the yaml's ``eval.state_dict_key`` when the weights are "ema".
+    A file fetched by a preset name (``checkpoint.name``: "flowmo_lo") must have that preset's architecture.
+    """
     from tokenizer_zoo.decoders.flowmo import FlowMoDecoder
     from tokenizer_zoo.encoders.flowmo import FlowMoEncoder
-    from tokenizer_zoo.pipelines.flowmo import FlowMoPipeline
     from tokenizer_zoo.quantizers.lfq import LFQuantizer
     from tokenizer_zoo.samplers.shifted_euler import ShiftedEulerScheduler
 
-    release = read_release_config(config)
+    if weights not in WEIGHTS:
+        raise ConversionError(f"weights={weights!r}: a FlowMo release holds 'ema' and 'raw' weights")
+    release = read_release_config(*config_of(checkpoint, config))
     sampling = release_sampling(release)
-    path = resolve_checkpoint(source, **download_kwargs)
-    name = str(source) if str(source) in RELEASE_FILES else str(path)
-    state, steps = load_release_checkpoint(path, state_dict_key or release["state_dict_key"])
+    name = checkpoint.name
+    preset = name if name in RELEASE_FILES else None
+    key = state_dict_key or (release["state_dict_key"] if weights == "ema" else WEIGHTS[weights])
+    state, steps = release_state_dict(checkpoint, key)
     kwargs = infer_architecture(state, release, name)
-    _check_preset(str(source), kwargs, name)
+    _check_preset(preset, kwargs, name)
     with torch.device("meta"):
         models = {"encoder": FlowMoEncoder(**kwargs["encoder"]), "decoder": FlowMoDecoder(**kwargs["decoder"])}
-    conversion = map_state_dict(state, models, name)
+    dropped = DroppedKeys()
+    mapped = map_state_dict(state, models, dropped, name)
     for prefix, model in models.items():
-        model.load_state_dict(conversion.state_dicts[prefix], strict=True, assign=True)
+        model.load_state_dict(mapped[prefix], strict=True, assign=True)
         model.eval()
         if torch_dtype is not None:
             model.to(torch_dtype)
     scheduler = ShiftedEulerScheduler(num_inference_steps=sampling["num_inference_steps"], rho=sampling["rho"])
-    pipe = FlowMoPipeline(encoder=models["encoder"], quantizer=LFQuantizer(**kwargs["quantizer"]),
+    pipeline_class = pipeline_class or PIPELINES.get("FlowMoPipeline")
+    pipe = pipeline_class(encoder=models["encoder"], quantizer=LFQuantizer(**kwargs["quantizer"]),
                           decoder=models["decoder"], scheduler=scheduler, guidance_scale=sampling["guidance_scale"],
                           guidance_interval=list(sampling["guidance_interval"]))
-    preset = str(source) if str(source) in RELEASE_FILES else None
-    pipe.info = {"preset": preset, "source": f"FlowMo reference release checkpoint {Path(path).name}", "steps": steps,
+    pipe.info = {"preset": preset, "source": f"FlowMo reference release checkpoint {checkpoint.path.name}",
+                 "steps": steps, "weights": key,
                  "dataset": "ImageNet-1K train (the paper's weights)" if preset else "unknown (a release checkpoint)",
                  "sampling": {**sampling, "guidance_interval": list(sampling["guidance_interval"])}}
-    return SingleFileResult(pipe, conversion.dropped, conversion.dropped_values)
+    record_dropped(pipe, dropped)
+    return pipe
 
 
-def _check_preset(source: str, kwargs: dict, name: str) -> None:
+def from_single_file(pipeline_class: type, source: str | os.PathLike, config=None,
+                     torch_dtype: torch.dtype | None = None, state_dict_key: str | None = None, **download_kwargs):
+    """What ``FlowMoPipeline.from_single_file`` does: resolve (preset names fetch the paper's files), read, load."""
+    path = resolve_source(source, RELEASES, **download_kwargs)
+    preset = str(source) if str(source) in RELEASE_FILES else None
+    checkpoint = read_checkpoint(path, name=str(source) if preset else str(path))
+    return load(checkpoint, config, state_dict_key=state_dict_key, torch_dtype=torch_dtype,
+                pipeline_class=pipeline_class)
+
+
+def _check_preset(preset: str | None, kwargs: dict, name: str) -> None:
     """A file fetched for a preset name must have that preset's architecture."""
-    if source not in RELEASE_FILES:
+    if preset is None:
         return
     from tokenizer_zoo.presets import get_preset
 
-    preset = get_preset(source)
+    spec = get_preset(preset)
     keys = ("hidden_size", "depth", "num_heads", "patch_size", "code_dim")
     for part in ("encoder", "decoder"):
-        expected = {k: getattr(preset, part).kwargs[k] for k in keys}
+        expected = {k: getattr(spec, part).kwargs[k] for k in keys}
         found = {k: kwargs[part][k] for k in keys}
         if expected != found:
-            raise CheckpointError(f"{name}: its {part} {found} is not the {source} preset's {expected}")
-
-
-def dropped_summary(result: SingleFileResult) -> str:
-    """The lines that report the release parameters left out (count, values, names)."""
-    lines = [f"dropped {len(result.dropped)} release parameter tensors ({result.dropped_values:,} values) that the "
-             "release allocates but never uses:"]
-    return "\n".join(lines + [f"  {key}" for key in result.dropped])
-
-
-def check_output_folder(output: str | os.PathLike) -> Path:
-    """``output`` as a Path, if it is new or an empty folder."""
-    target = Path(output)
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise CheckpointError(f"-o {output} already exists and is not an empty folder; choose a new folder")
-    return target
-
-
-def save_converted(pipe, output: str | os.PathLike) -> Path:
-    """``save_pretrained`` into a temporary folder beside ``output``, then rename it: no partial folder."""
-    target = check_output_folder(output)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
-    try:
-        pipe.save_pretrained(staging)
-        if target.exists():
-            target.rmdir()
-        staging.rename(target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return target
+            raise ConversionError(f"{name}: its {part} {found} is not the {preset} preset's {expected}")
