@@ -1,4 +1,4 @@
-"""tokenizer-zoo compare: three kinds of model, the four files, an independent PSNR, failing models as rows."""
+"""tokenizer-zoo compare: zoo pipelines and release files, the four files, an independent PSNR, failing models."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio
 
-from tests.evaluation.conftest import fresh_accelerate_state
+from tests.evaluation.conftest import FLOWMO_RELEASE, LLAMAGEN_RELEASE, fresh_accelerate_state
 from tokenizer_zoo.cli import main
 from tokenizer_zoo.data import load_image_dataset
 from tokenizer_zoo.evaluation.models import ModelArgumentError, ModelSpec
@@ -29,15 +29,16 @@ def _compare(capsys, *argv):
 
 @pytest.fixture(scope="module")
 def compared(models, tmp_path_factory):
-    """One run on the three kinds of model and a missing one."""
+    """One run on a FlowMo pipeline, a one-pass pipeline, the FlowMo release file and a missing model."""
     out = tmp_path_factory.mktemp("compare")
     fresh_accelerate_state()
-    code = main(["compare", models["flowmo"], f"cnn={models['cnn_fsq']}", models["release"],
+    code = main(["compare", models["flowmo"], f"cnn={models['cnn_fsq']}", f"release={FLOWMO_RELEASE}",
                  "broken=/no/such/model", *FAST, "-o", out])
     return code, out, json.loads((out / "compare.json").read_text())
 
 
-def test_three_kinds_of_model_give_four_files_and_a_row_each(compared):
+@pytest.mark.slow
+def test_four_kinds_of_model_give_four_files_and_a_row_each(compared):
     code, out, saved = compared
     assert code == 0 and sorted(p.name for p in out.iterdir()) == sorted(FILES)
     rows = {row["name"]: row for row in saved["models"]}
@@ -57,6 +58,7 @@ def test_three_kinds_of_model_give_four_files_and_a_row_each(compared):
     assert "rfid" in rows["flowmo"]["skipped_metrics"]
 
 
+@pytest.mark.slow
 def test_table_is_sorted_by_bpp_and_lists_the_failed_model_with_one_line(compared):
     _, out, saved = compared
     lines = (out / "compare.md").read_text().splitlines()
@@ -74,6 +76,7 @@ def test_table_is_sorted_by_bpp_and_lists_the_failed_model_with_one_line(compare
         assert grid.height >= 4 * 96 and grid.width >= 4 * 96
 
 
+@pytest.mark.slow
 def test_one_rows_psnr_matches_skimage_on_the_same_resized_images(compared, models):
     _, _, saved = compared
     pipe = load_pipeline(models["cnn_fsq"])
@@ -92,11 +95,18 @@ def test_exit_status_is_not_zero_when_no_model_ran(capsys, tmp_path):
     assert (tmp_path / "out" / "compare.md").read_text().count("cannot load") == 2
 
 
-def test_a_model_of_another_size_is_compared_at_the_given_resolution(capsys, models, tmp_path):
-    code, _, _ = _compare(capsys, models["cnn_fsq"], "--resolution", "24", *FAST, "--lpips", "-o", tmp_path)
-    row = json.loads((tmp_path / "compare.json").read_text())["models"][0]
-    assert code == 0 and row["native_size"] == 32
-    assert row["metrics"]["bpp"] == pytest.approx(16 * 18 / 24**2)  # the bits describe a 24 x 24 image
+@pytest.mark.slow
+def test_models_of_other_sizes_are_compared_at_the_given_resolution(capsys, models, tmp_path):
+    code, _, _ = _compare(capsys, models["cnn_fsq"], LLAMAGEN_RELEASE, "--resolution", "24", *FAST[2:],
+                          "--num-images", "2", "--lpips", "-o", tmp_path)
+    cnn, llamagen = json.loads((tmp_path / "compare.json").read_text())["models"]
+    assert code == 0 and cnn["native_size"] == 32 and llamagen["native_size"] == 256
+    assert llamagen["pipeline"] == "TokenizerPipeline" and llamagen["tokens"] == 1024 and llamagen["error"] is None
+    # the bits describe the 24 x 24 images compared
+    assert cnn["metrics"]["bpp"] == pytest.approx(16 * 18 / 24**2)
+    assert llamagen["metrics"]["bpp"] == pytest.approx(1024 * 9 / 24**2)
+    with Image.open(tmp_path / "grid.png") as grid:
+        assert grid.height == 3 * 4 * 26  # three rows of 24 px tiles with a 1 px border, enlarged 4 times
 
 
 def test_model_arguments():
