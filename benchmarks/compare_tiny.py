@@ -44,6 +44,8 @@ def main() -> None:
     parser.add_argument("--work-dir", default="outputs/compare_tiny")
     parser.add_argument("--reuse", action="store_true", help="compare pipelines already trained in --work-dir "
                         "instead of training them again")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the markdown file to write; compare's four "
+                        "files go to the folder of the same name beside it")
     args = parser.parse_args()
     work = ROOT / args.work_dir
     models = {}
@@ -59,12 +61,13 @@ def main() -> None:
 
     result = compare([ModelSpec(name, str(folder)) for name, folder in models.items()],
                      CompareSettings(dataset="embedded", steps=25, guidance=1.5))
-    write_report(result, RESULTS.with_suffix(""))
+    write_report(result, args.results.with_suffix(""))
     intro = (f"Each tokenizer trained {args.steps} steps at batch 16 on the embedded photographs "
              f"(recipes/train_tokenizer.py{'' if args.no_1b else '; FlowMo + 1B: then recipes/flowmo_1b.py'}); "
-             f"plot and grid in compare_tiny/. Written by `python benchmarks/compare_tiny.py`.\n\n")
-    RESULTS.write_text(intro + markdown(result))
-    print(RESULTS.read_text())
+             f"plot and grid in {args.results.with_suffix('').name}/. Written by `python benchmarks/compare_tiny.py`.\n\n")
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(intro + markdown(result))
+    print(args.results.read_text())
 
 
 if __name__ == "__main__":
