@@ -89,10 +89,10 @@ def score(name: str, model: TimedModel, image: Image.Image, sampler: dict, seed:
     """``model``'s reconstruction of ``image`` (resized and centre-cropped to its size, as ``pipe(image)`` does),
     decoded with the noise of ``torch.Generator().manual_seed(seed)``; ``lpips`` a network or None."""
     pixels = to_model_input(image, model.pipe.image_size).to(model.pipe.device)
-    before_seconds, before_rows = model.decode_seconds, model.decoder_rows
+    before_rows = model.decoder_rows
     generator = torch.Generator(model.pipe.device).manual_seed(seed)
     recon = model(pixels, generator, sampler).images
     distance = None if lpips is None else float(lpips(recon, pixels).flatten()[0])
     shown = from_model_output(recon, "pil")[0]
     return Scored(name, shown, zoom(shown, *center), bits_per_pixel(model), float(psnr(recon, pixels)[0]), distance,
-                  model.decode_seconds - before_seconds, float(model.decoder_rows - before_rows))
+                  model.calls[-1][2], float(model.decoder_rows - before_rows))

@@ -184,14 +184,13 @@ def _finish(running: list[_Entry], sampler: dict, accelerator: Accelerator) -> N
     errors = gather_object([[entry.row.error for entry in running]])
     for position, entry in enumerate(running):
         entry.row.error = next((mine[position] for mine in errors if mine[position]), None)
-        accounts = gather_object([(entry.model.images, entry.model.encode_seconds, entry.model.decode_seconds,
-                                   entry.model.decoder_rows)])
+        accounts = gather_object([(*entry.model.timing(), entry.model.images, entry.model.decoder_rows)])
         if entry.row.error is not None:  # a failed model keeps no partial numbers
             continue
-        images = sum(account[0] for account in accounts)
         entry.row.encode_images_per_second = sum(a[0] / a[1] for a in accounts if a[1] > 0)
         entry.row.decode_images_per_second = sum(a[0] / a[2] for a in accounts if a[2] > 0)
-        entry.row.nfe = sum(account[3] for account in accounts) / images if images else None
+        images = sum(account[3] for account in accounts)
+        entry.row.nfe = sum(account[4] for account in accounts) / images if images else None
         entry.row.tokens = entry.model.tokens
         pipe = entry.model.pipe
         entry.row.sampler = {**pipe.sampling_defaults, **sampler} if entry.model.is_diffusion else "one pass"

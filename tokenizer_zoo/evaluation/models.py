@@ -103,17 +103,25 @@ class Reconstruction:
 
 
 class TimedModel:
-    """A pipeline that reconstructs batches at the compared resolution and keeps its own account:
-    images, seconds spent encoding and decoding, and decoder evaluations (NFE) counted by a hook."""
+    """A pipeline that reconstructs batches at the compared resolution and keeps its own account: per call
+    (images, encode seconds, decode seconds) in ``calls``, and decoder evaluations (NFE) counted by a hook."""
 
     def __init__(self, pipe):
         self.pipe = pipe
-        self.images = 0
-        self.encode_seconds = 0.0
-        self.decode_seconds = 0.0
+        self.calls: list[tuple[int, float, float]] = []
         self.decoder_rows = 0
         self.tokens = None  # tokens per image, seen at the first batch
         pipe.decoder.register_forward_pre_hook(self._count, with_kwargs=True)
+
+    @property
+    def images(self) -> int:
+        return sum(call[0] for call in self.calls)
+
+    def timing(self) -> tuple[int, float, float]:
+        """(images, encode seconds, decode seconds) of every call after the first, which warms up (lazy
+        initialisation, first-call kernels); of the first call when it was the only one."""
+        timed = self.calls[1:] or self.calls
+        return sum(c[0] for c in timed), sum(c[1] for c in timed), sum(c[2] for c in timed)
 
     def _count(self, module, args, kwargs) -> None:
         codes = args[0] if args else kwargs["codes"]
@@ -130,14 +138,12 @@ class TimedModel:
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator, sampler: dict) -> Reconstruction:
         """``images`` (B, 3, R, R) in [-1, 1]: encoded at the model's size, decoded, resized back to R."""
-        encoded, seconds = self._timed(lambda: self.pipe.encode(signed_to_unit(images)))
-        self.encode_seconds += seconds
+        encoded, encode_seconds = self._timed(lambda: self.pipe.encode(signed_to_unit(images)))
         self.tokens = encoded.codes.shape[1]
         settings = sampler if self.is_diffusion else {}
-        decoded, seconds = self._timed(lambda: self.pipe.decode(encoded, generator=generator, output_type="pt",
-                                                                **settings).images)
-        self.decode_seconds += seconds
-        self.images += len(images)
+        decoded, decode_seconds = self._timed(lambda: self.pipe.decode(encoded, generator=generator, output_type="pt",
+                                                                       **settings).images)
+        self.calls.append((len(images), encode_seconds, decode_seconds))
         recon = resize_square(unit_to_signed(decoded).to(images.dtype), images.shape[-1])
         return Reconstruction(recon, encoded.indices)
 
