@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -38,7 +40,7 @@ def compared(models, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_four_kinds_of_model_give_four_files_and_a_row_each(compared):
+def test_pipelines_and_a_release_file_give_four_files_and_a_row_each(compared):
     code, out, saved = compared
     assert code == 0 and sorted(p.name for p in out.iterdir()) == sorted(FILES)
     rows = {row["name"]: row for row in saved["models"]}
@@ -117,3 +119,19 @@ def test_model_arguments():
     assert ModelSpec.parse("someone/flowmo-lo").is_zoo_pipeline
     with pytest.raises(ModelArgumentError, match="config=..."):
         ModelSpec.parse("x.pth,colour=red")
+
+
+@pytest.mark.slow
+def test_two_accelerate_processes_give_the_single_process_row(models, tmp_path):
+    """``accelerate launch`` splits the images (5 images, batch 1: 3 and 2) and the metrics sum over both."""
+    argv = ["-m", "tokenizer_zoo.cli", "compare", str(models["cnn_fsq"]), "--num-images", "5", "--batch-size", "1",
+            "--no-fid", "--lpips"]
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    done = subprocess.run([*launch, *argv, "-o", str(tmp_path / "two")], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    fresh_accelerate_state()
+    assert main(argv[2:] + ["-o", str(tmp_path / "one")]) == 0
+    two, one = (json.loads((tmp_path / run / "compare.json").read_text()) for run in ("two", "one"))
+    assert two["settings"]["processes"] == 2 and two["settings"]["num_images"] == one["settings"]["num_images"] == 5
+    for name, value in one["models"][0]["metrics"].items():
+        assert two["models"][0]["metrics"][name] == pytest.approx(value, rel=1e-5), name
