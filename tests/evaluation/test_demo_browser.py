@@ -82,6 +82,13 @@ def test_page_shows_each_models_reconstruction_and_numbers(models, tmp_path):
                                NUMBERS.search(numbers.inner_text()))
                 expect(page.locator(f"#zoom-{index} img").first).to_be_visible()
             page.screenshot(path=str(tmp_path / "demo.png"), full_page=True)
+            # a bit budget below both models' 0.28 BPP leaves them out, each with a note
+            budget = page.locator("#budget input[type=number]")
+            budget.fill("0.1")
+            budget.press("Enter")
+            page.locator("#run").click()
+            expect(page.locator("#notes")).to_contain_text("cnn: 0.2812 BPP is above the budget of 0.1", timeout=60_000)
+            expect(page.locator("#recon-0")).to_be_hidden()
             browser.close()
     finally:
         page_server.close()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tokenizer_zoo.data.images import from_model_output
 from tokenizer_zoo.data.transforms import to_model_input
-from tokenizer_zoo.demo.scoring import ModelCache, score, zoom
+from tokenizer_zoo.demo.scoring import ModelCache, bits_per_pixel, score, zoom
 from tokenizer_zoo.evaluation.streaming import sampler_settings
 
 LOOPBACK = "127.0.0.1"
@@ -71,12 +71,14 @@ def build_demo(models: list[str], device: str | None = None, steps: int = 25):
             if name in chosen:
                 try:
                     model = cache.get(name)
-                    shown = score(name, model, image, sampler, int(seed), lpips["net"], (x, y))
                 except RuntimeError as error:
                     notes.append(f"- {name}: {error}")
-                if shown is not None and shown.bpp is not None and shown.bpp > budget:
-                    notes.append(f"- {name}: {shown.bpp:.4f} BPP is above the budget of {budget:g}")
-                    shown = None
+                    model = None
+                bpp = None if model is None else bits_per_pixel(model)
+                if bpp is not None and bpp > budget:
+                    notes.append(f"- {name}: {bpp:.4f} BPP is above the budget of {budget:g}")
+                elif model is not None:
+                    shown = score(name, model, image, sampler, int(seed), lpips["net"], (x, y))
             visible = shown is not None
             updates += [gr.update(value=shown and shown.image, visible=visible),
                         gr.update(value=shown and shown.crop, visible=visible),
@@ -90,10 +92,13 @@ def build_demo(models: list[str], device: str | None = None, steps: int = 25):
         with gr.Row():
             with gr.Column(scale=1):
                 image = gr.Image(type="pil", label="image", sources=["upload", "clipboard"], elem_id="input-image")
-                gr.Examples(example_photos(Path(tempfile.mkdtemp(prefix="tokenizer-zoo-demo-"))), inputs=image)
+                examples = Path(tempfile.gettempdir()) / "tokenizer-zoo-demo-examples"
+                examples.mkdir(exist_ok=True)
+                gr.Examples(example_photos(examples), inputs=image)
             with gr.Column(scale=1):
                 chosen = gr.CheckboxGroup(names, value=names, label="models", elem_id="models")
-                budget = gr.Slider(0.0, 2.0, value=2.0, step=0.01, label="bit budget: at most this many BPP")
+                budget = gr.Slider(0.0, 2.0, value=2.0, step=0.01, label="bit budget: at most this many BPP",
+                                   elem_id="budget")
                 steps = gr.Slider(1, 50, value=steps, step=1, label="sampling steps (diffusion decoders)")
                 guidance = gr.Slider(1.0, 5.0, value=1.5, step=0.1, label="guidance scale (diffusion decoders)")
                 seed = gr.Number(value=0, precision=0, label="seed of the sampling noise")

@@ -129,7 +129,7 @@ def compare(specs: list[ModelSpec], settings: CompareSettings, accelerator: Acce
     _unique_names(entries)
     running = [entry for entry in entries if entry.model is not None]
     resolution = settings.resolution or max((entry.row.native_size for entry in running), default=None)
-    split = settings.split or evaluation_split(settings.dataset)
+    split = settings.split or (evaluation_split(settings.dataset) if running else None)
     sampler = sampler_settings(settings.steps, settings.rho, settings.guidance, settings.guidance_interval)
     recorded = {**asdict(settings), "split": split, "resolution": resolution, "processes": accelerator.num_processes,
                 "preprocessing": PREPROCESSING.format(r=resolution) if resolution else None}

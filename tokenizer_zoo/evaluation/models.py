@@ -5,8 +5,8 @@ A MODEL argument is ``[NAME=]SOURCE[,config=FILE][,format=F][,weights=W]``:
 * SOURCE is a zoo pipeline folder or Hub id (:func:`tokenizer_zoo.pipelines.load_pipeline`; a MaskGiT
   pipeline stands for its tokenizer), or a published release that
   :func:`tokenizer_zoo.convert.load_release` converts on the fly: a checkpoint file, a folder
-  without ``model_index.json`` (a TiTok Hub folder, a diffusers VAE), or a release name such as
-  ``flowmo_lo``;
+  without ``model_index.json``, or a release name such as ``flowmo_lo``; a Hub id of a release
+  (not a zoo pipeline) needs one of the options below, e.g. ``,format=F``;
 * NAME labels the model's row, plot point and grid row (default: the folder or file name);
 * ``config``, ``format`` and ``weights`` go to ``load_release`` (a release's yaml, its format when
   it cannot be detected, ``ema`` or ``raw`` weights).
