@@ -44,11 +44,10 @@ def sorted_rows(result: CompareResult) -> list[ModelRow]:
 def markdown(result: CompareResult) -> str:
     """The table (sorted by BPP), the settings it was measured under, and each failed model's reason."""
     s = result.settings
-    steps = "each model's default" if s["steps"] is None else s["steps"]
-    guidance = "each model's default" if s["guidance"] is None else s["guidance"]
+    sampler = ", ".join(f"{key} {'each model’s own' if s[key] is None else s[key]}" for key in ("steps", "rho", "guidance"))
     lines = [f"# Tokenizers compared on {s['dataset']} [{s['split']}]", "",
              f"{s.get('num_images', 0)} images at {s['resolution']} px: {s['preprocessing']}. Diffusion decoders: "
-             f"{steps} steps, guidance {guidance}, seed {s['seed']}. Parameters: encoder with quantizer / decoder. "
+             f"{sampler}, seed {s['seed']}. Parameters: encoder with quantizer / decoder. "
              f"Speeds: images/s on this machine ({s['processes']} process(es), batch {s['batch_size']}; each "
              "process's first batch warms up and is not timed). "
              "NFE: decoder evaluations per image (a guided step counts two).", "",
@@ -58,7 +57,8 @@ def markdown(result: CompareResult) -> str:
     if failed:
         lines += ["", "Not compared:", ""] + [f"- {row.name} ({row.source}): {row.error}" for row in failed]
     skipped = {name: reason for row in result.ran for name, reason in row.skipped_metrics.items() if name != "tokens"}
-    lines += [f"- {name} not measured: {reason}" for name, reason in sorted(skipped.items())]
+    if skipped:
+        lines += [""] + [f"- {name} not measured: {reason}" for name, reason in sorted(skipped.items())]
     return "\n".join(lines) + "\n"
 
 
