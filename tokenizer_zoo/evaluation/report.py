@@ -48,8 +48,8 @@ def markdown(result: CompareResult) -> str:
     lines = [f"# Tokenizers compared on {s['dataset']} [{s['split']}]", "",
              f"{s.get('num_images', 0)} images at {s['resolution']} px: {s['preprocessing']}. Diffusion decoders: "
              f"{sampler}, seed {s['seed']}. Parameters: encoder with quantizer / decoder. "
-             f"Speeds: images/s on this machine ({s['processes']} process(es), batch {s['batch_size']}; each "
-             "process's first batch warms up and is not timed). "
+             f"Speeds: images/s on this machine ({s['processes']} process(es), batch {s['batch_size']}; a process's "
+             "first batch warms up and is timed only when it is its only one). "
              "NFE: decoder evaluations per image (a guided step counts two).", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_cells(row)) + " |" for row in sorted_rows(result)]
