@@ -12,6 +12,7 @@ no network (analytics off, no share link, fonts served locally), and loads each 
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from pathlib import Path
@@ -39,6 +40,7 @@ def example_photos(folder: Path) -> list[str]:
     return paths
 
 
+@functools.cache
 def _lpips_network(device):
     """LPIPS-VGG, or None (the page then says n/a) when its weights are not on this machine."""
     from tokenizer_zoo.losses.perceptual import LPIPSWeightsMissingError, build_lpips
@@ -57,13 +59,10 @@ def build_demo(models: list[str], device: str | None = None, steps: int = 25):
 
     cache = ModelCache(models, device)
     names = cache.names
-    lpips = {}
 
     def run(image, chosen, budget, steps, guidance, seed, x, y):
         if image is None:
             raise gr.Error("drop an image or pick one of the examples first")
-        if "net" not in lpips:
-            lpips["net"] = _lpips_network(cache.device)
         sampler = sampler_settings(int(steps), guidance=float(guidance))
         updates, notes = [], []
         for name in names:
@@ -78,7 +77,7 @@ def build_demo(models: list[str], device: str | None = None, steps: int = 25):
                 if bpp is not None and bpp > budget:
                     notes.append(f"- {name}: {bpp:.4f} BPP is above the budget of {budget:g}")
                 elif model is not None:
-                    shown = score(name, model, image, sampler, int(seed), lpips["net"], (x, y))
+                    shown = score(name, model, image, sampler, int(seed), _lpips_network(cache.device), (x, y))
             visible = shown is not None
             updates += [gr.update(value=shown and shown.image, visible=visible),
                         gr.update(value=shown and shown.crop, visible=visible),
