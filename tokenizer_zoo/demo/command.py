@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tokenizer_zoo.evaluation.models import __doc__ as MODEL_HELP
+from tokenizer_zoo.evaluation.models import MODEL_HELP
 
 
 def add_demo_command(commands) -> None:

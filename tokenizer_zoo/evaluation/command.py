@@ -11,11 +11,18 @@ from __future__ import annotations
 
 import argparse
 
-from tokenizer_zoo.evaluation.models import __doc__ as MODEL_HELP
+from tokenizer_zoo.evaluation.models import MODEL_HELP
 
 
 class NoModelRanError(RuntimeError):
     """Every model of a comparison failed to load or to run."""
+
+
+def _count(text: str) -> int:
+    """argparse type: a positive integer."""
+    if (value := int(text)) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
 
 
 def add_compare_command(commands) -> None:
@@ -27,18 +34,18 @@ def add_compare_command(commands) -> None:
     parser.add_argument("--dataset", default="embedded", help="embedded, imagefolder:PATH or a Hub dataset id")
     parser.add_argument("--split", help="default: 'eval' for embedded, else validation, test or train")
     parser.add_argument("--image-column", help="the image column of a Hub dataset (default: its one image column)")
-    parser.add_argument("--num-images", type=int, help="the first N images (default: all)")
-    parser.add_argument("--resolution", type=int, help="compare at R x R (default: the largest native size)")
-    parser.add_argument("--steps", type=int, help="sampling steps of diffusion decoders (default: each model's)")
+    parser.add_argument("--num-images", type=_count, help="the first N images (default: all)")
+    parser.add_argument("--resolution", type=_count, help="compare at R x R (default: the largest native size)")
+    parser.add_argument("--steps", type=_count, help="sampling steps of diffusion decoders (default: each model's)")
     parser.add_argument("--rho", type=float, help="schedule shift of diffusion decoders (default: each model's)")
     parser.add_argument("--guidance", type=float, help="guidance scale of diffusion decoders (default: each model's)")
     parser.add_argument("--guidance-interval", type=float, nargs=2, metavar=("LOW", "HIGH"),
                         help="flow times where guidance applies (default: each model's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (default 0)")
-    parser.add_argument("--batch-size", type=int, default=16, help="images per batch and process (default 16)")
+    parser.add_argument("--batch-size", type=_count, default=16, help="images per batch and process (default 16)")
     parser.add_argument("--lpips", nargs="*", default=["vgg"], choices=["vgg", "alex"], help="LPIPS backbones")
     parser.add_argument("--no-fid", action="store_true", help="skip rFID (Inception features)")
-    parser.add_argument("--grid-images", type=int, default=8, help="images in grid.png (default 8)")
+    parser.add_argument("--grid-images", type=_count, default=8, help="images in grid.png (default 8)")
     parser.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for the four files")
     parser.set_defaults(run=run_compare)
 

@@ -1,16 +1,5 @@
-"""The models of a comparison: what a MODEL argument names, how it is loaded, and one timed reconstruction.
-
-A MODEL argument is ``[NAME=]SOURCE[,config=FILE][,format=F][,weights=W]``:
-
-* SOURCE is a zoo pipeline folder or Hub id (:func:`tokenizer_zoo.pipelines.load_pipeline`; a MaskGiT
-  pipeline stands for its tokenizer), or a published release that
-  :func:`tokenizer_zoo.convert.load_release` converts on the fly: a checkpoint file, a folder
-  without ``model_index.json``, or a release name such as ``flowmo_lo``; a Hub id of a release
-  (not a zoo pipeline) needs one of the options below, e.g. ``,format=F``;
-* NAME labels the model's row, plot point and grid row (default: the folder or file name);
-* ``config``, ``format`` and ``weights`` go to ``load_release`` (a release's yaml, its format when
-  it cannot be detected, ``ema`` or ``raw`` weights).
-"""
+"""The models of a comparison: what a MODEL argument names (:data:`MODEL_HELP`), how it is loaded, and one
+timed reconstruction."""
 
 from __future__ import annotations
 
@@ -25,6 +14,15 @@ from torchvision.transforms.v2 import functional as TF
 from tokenizer_zoo.data.transforms import signed_to_unit, unit_to_signed
 
 RELEASE_OPTIONS = ("config", "format", "weights")
+MODEL_HELP = """\
+A MODEL is [NAME=]SOURCE[,config=FILE][,format=F][,weights=ema|raw].
+  SOURCE  a zoo pipeline folder or Hub id (a MaskGiT pipeline stands for its tokenizer), or a published
+          release that tokenizer_zoo.convert.load_release converts on the fly: a checkpoint file, a folder
+          without model_index.json, or a release name such as flowmo_lo or llamagen_vq8 (a Hub id of a
+          release, not a zoo pipeline, needs one of the options, e.g. ,format=F)
+  NAME    labels the model's row, plot point and grid row (default: the folder or file name)
+  config, format, weights   go to load_release: the release's yaml or config.json, its format where it
+          cannot be detected, its EMA or raw weights"""
 
 
 class ModelArgumentError(ValueError):
