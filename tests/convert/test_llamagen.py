@@ -78,6 +78,9 @@ def test_the_architecture_is_read_from_the_shapes(pipe):
     assert pipe.image_size == config["image_size"] and pipe.info["preset"] is None
     parameters = sum(p.numel() for part in (pipe.encoder, pipe.quantizer, pipe.decoder) for p in part.parameters())
     assert parameters == config["num_parameters"]
+    tensors = [t for part in (pipe.encoder, pipe.quantizer, pipe.decoder) for t in [*part.parameters(), *part.buffers()]]
+    assert not any(t.is_meta for t in tensors)
+    assert load_release(CHECKPOINT, config=CONFIG).quantizer.usage_counts.sum() == 0  # a fresh counter, not garbage
     assert dropped_of(pipe).entries == [("quantize.codebook_used", CODEBOOK_USED,
                                          "training-only codebook usage ring buffer")]
 

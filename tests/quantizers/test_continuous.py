@@ -63,3 +63,10 @@ def test_no_bit_rate_and_no_indices():
 def test_bad_configurations_are_rejected(kwargs):
     with pytest.raises(ValueError):
         ContinuousQuantizer(**{"dim": 4, **kwargs})
+
+
+def test_without_layer_norm_the_latents_pass_unchanged():
+    """The switch for published continuous autoencoders (diffusers' AutoencoderKL): their decoders take raw latents."""
+    z = torch.randn(2, 7, 4) * 3 + 1
+    quantizer = ContinuousQuantizer(dim=4, layer_norm=False).eval()
+    assert torch.equal(quantizer(z).quantized, z)

@@ -21,7 +21,7 @@ TINY: dict[str, list[dict]] = {
         dict(dim=4, codebook_size=8, ema_decay=0.9),
         dict(dim=4, codebook_size=8, distance="cosine", ema_decay=0.5),
     ],
-    "continuous": [dict(dim=5), dict(dim=5, noise_sync_prob=0.5, noise_sync_max=0.8)],
+    "continuous": [dict(dim=5), dict(dim=5, noise_sync_prob=0.5, noise_sync_max=0.8), dict(dim=5, layer_norm=False)],
     "bsq": [dict(dim=8, bits_per_group=4)],
 }
 

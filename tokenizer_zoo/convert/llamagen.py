@@ -38,12 +38,13 @@ from tokenizer_zoo.errors import ConversionError
 from tokenizer_zoo.registry import PIPELINES
 
 NAME = "llamagen"
-EXPECTS = ("a LlamaGen VQ .pt: a dict with model (or ema) holding quantize.embedding.weight and "
-           "encoder.conv_blocks.*")
+EXPECTS = ("a LlamaGen VQ .pt: a dict with model (or ema), or a bare state dict, holding quantize.embedding.weight "
+           "and encoder.conv_blocks.*")
 SAFE_GLOBALS = (argparse.Namespace,)
 """LlamaGen's training script saves its arguments under ``"args"`` as an ``argparse.Namespace``."""
-WEIGHTS = {"ema": ("ema", "model"), "raw": ("model",)}
-"""The state dicts read for each choice of weights, first found first (a released file holds only ``model``)."""
+WEIGHTS = {"ema": ("ema", "model", ""), "raw": ("model", "")}
+"""The state dicts read for each choice of weights, first found first (a released file holds only ``model``;
+"" is a bare state dict, such as a safetensors re-save)."""
 DEFAULT_IMAGE_SIZE = 256
 WHAT = "a LlamaGen VQ checkpoint"
 
@@ -173,9 +174,9 @@ def load(checkpoint: Checkpoint, config=None, weights: str = "ema"):
     preset = _preset_named(kwargs, llamagen_preset)
     with torch.device("meta"):
         tokenizer = build_tokenizer(llamagen_preset(preset or "llamagen", **kwargs))
+    tokenizer.quantizer.to_empty(device="cpu").reset_usage()  # its usage counter is no state-dict entry
     for part in ("encoder", "quantizer", "decoder"):
         load_mapped(getattr(tokenizer, part), mapped.get(part, {}), checkpoint.name, WHAT)
-    tokenizer.quantizer.usage_counts = torch.zeros(kwargs["codebook_size"], dtype=torch.long)  # a meta buffer
     pipe = PIPELINES.get("TokenizerPipeline")(encoder=tokenizer.encoder, quantizer=tokenizer.quantizer,
                                               decoder=tokenizer.decoder)
     pipe.info = {"preset": preset, "source": f"LlamaGen VQ release checkpoint {checkpoint.path.name}",

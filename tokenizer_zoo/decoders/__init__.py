@@ -1,7 +1,8 @@
 """Decoders: codes (B, S, d) -> images (regression) or velocities (diffusion). Importing registers the built-ins."""
 
 from tokenizer_zoo.decoders.cnn import CNNDecoder
+from tokenizer_zoo.decoders.diffusers_autoencoder import DiffusersAutoencoderDecoder
 from tokenizer_zoo.decoders.flowmo import FlowMoDecoder
 from tokenizer_zoo.decoders.regression import RegressionDecoder
 
-__all__ = ["CNNDecoder", "FlowMoDecoder", "RegressionDecoder"]
+__all__ = ["CNNDecoder", "DiffusersAutoencoderDecoder", "FlowMoDecoder", "RegressionDecoder"]

@@ -124,14 +124,26 @@ class TokenizerPipelineMixin(ZooPipelineMixin):
     def image_size(self) -> int:
         return self.decoder.config.image_size
 
+    def _code_shape(self) -> tuple[int, int]:
+        """(tokens, channels) of one image's codes."""
+        pixels = torch.zeros(1, 3, self.image_size, self.image_size, device=self.device, dtype=self.encoder.dtype)
+        with torch.no_grad():
+            return tuple(self.encoder(pixels).shape[1:])
+
     @property
     def bits_per_pixel(self) -> float:
         """Tokens per image x bits per token / pixels (raises TypeError for continuous codes)."""
         bits = self.quantizer.bits_per_token
-        pixels = torch.zeros(1, 3, self.image_size, self.image_size, device=self.device, dtype=self.encoder.dtype)
-        with torch.no_grad():
-            tokens = self.encoder(pixels).shape[1]
-        return tokens * bits / self.image_size**2
+        return self._code_shape()[0] * bits / self.image_size**2
+
+    @property
+    def bpp_label(self) -> str:
+        """What a BPP column says: the bit rate, or "continuous (N floats)" (N per image) for continuous codes."""
+        try:
+            return f"{self.bits_per_pixel:.4f}"
+        except TypeError:  # continuous codes have no bit rate; never a made-up one
+            tokens, channels = self._code_shape()
+            return f"continuous ({tokens * channels} floats)"
 
     @check_arguments()
     @torch.no_grad()

@@ -38,10 +38,7 @@ def metrics_section(metrics: dict[str, Any]) -> list[str]:
 def model_card(pipe, repo_id: str) -> str:
     """Markdown model card: preset, BPP, training data, sampler defaults and measured metrics."""
     info = pipe.info
-    try:
-        bpp = f"{pipe.bits_per_pixel:.4f}"
-    except TypeError as error:  # continuous codes have no bit rate
-        bpp = f"none ({error})"
+    bpp = pipe.bpp_label  # "continuous (N floats)" for continuous codes
     metrics = folder_metrics(pipe)
     lines = [
         "---", "library_name: tokenizer-zoo", "tags:", "- image-tokenizer", "- tokenizer-zoo", "---", "",

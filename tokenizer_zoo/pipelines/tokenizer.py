@@ -41,5 +41,14 @@ class TokenizerPipeline(TokenizerPipelineMixin, DiffusionPipeline):
     def __call__(self, images, **decode_kwargs) -> ImagePipelineOutput | tuple:
         return self.decode(self.encode(images), **decode_kwargs)
 
+    @classmethod
+    def from_diffusers(cls, model_or_id, subfolder: str | None = None, image_size: int | None = None,
+                       **kwargs) -> "TokenizerPipeline":
+        """diffusers' own ``AutoencoderKL`` or ``VQModel`` (an instance, a folder or a Hub id) as a zoo tokenizer;
+        see :mod:`tokenizer_zoo.convert.diffusers_models`. ``kwargs`` go to diffusers' ``from_pretrained``."""
+        from tokenizer_zoo.convert.diffusers_models import from_diffusers
+
+        return from_diffusers(cls, model_or_id, subfolder=subfolder, image_size=image_size, **kwargs)
+
     def push_to_hub(self, repo_id: str, **kwargs):
         return push_to_hub(self, repo_id, **kwargs)

@@ -8,6 +8,9 @@ Noise synchronisation (DiTo): during training only, each sample is, with probabi
 s ~ U(0, noise_sync_max) drawn per sample, i.e. moved part of the way along the same
 rectified-flow path the diffusion decoder denoises, so the decoder learns to tolerate noisy codes.
 In eval mode the code is returned untouched. There are no token ids and no bit rate.
+``layer_norm=False`` passes the encoder's latents through as they are: the switch for published
+continuous autoencoders (diffusers' AutoencoderKL: the SD, SDXL, SD3, FLUX VAEs), whose decoders take
+the raw latents.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ class ContinuousQuantizer(ModelMixin, ConfigMixin):
     """LayerNorm'd continuous codes of ``dim`` channels with optional noise synchronisation."""
 
     @register_to_config
-    def __init__(self, dim: int, noise_sync_prob: float = 0.0, noise_sync_max: float = 1.0):
+    def __init__(self, dim: int, noise_sync_prob: float = 0.0, noise_sync_max: float = 1.0, layer_norm: bool = True):
         super().__init__()
         if dim <= 0:
             raise ValueError(f"ContinuousQuantizer needs dim >= 1, got {dim}.")
@@ -53,8 +56,8 @@ class ContinuousQuantizer(ModelMixin, ConfigMixin):
         raise NoBitRateError("continuous codes have no vocabulary; use a discrete quantizer for token ids.")
 
     def prequantize(self, z: torch.Tensor) -> torch.Tensor:
-        """The LayerNorm (what ``forward`` returns in eval mode)."""
-        return F.layer_norm(z, (z.shape[-1],), eps=1e-6)
+        """The LayerNorm, or ``z`` itself without ``layer_norm`` (what ``forward`` returns in eval mode)."""
+        return F.layer_norm(z, (z.shape[-1],), eps=1e-6) if self.config.layer_norm else z
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         check_codes(z, self.dim, type(self).__name__)
