@@ -1,6 +1,6 @@
 """Train the tiny tokenizers at equal BPP and equal optimiser steps, then compare them with `tokenizer-zoo compare`.
 
-    python benchmarks/compare_tiny.py                 # every tiny tokenizer; about an hour on 2 free CPU cores
+    python benchmarks/compare_tiny.py                 # every tiny tokenizer (not timed in this version)
     python benchmarks/compare_tiny.py --steps 300 --no-1b --presets flowmo_tiny titok_tiny   # a quick look
     python benchmarks/compare_tiny.py --reuse         # compare what --work-dir holds, without training
 
