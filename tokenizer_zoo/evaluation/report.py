@@ -45,8 +45,11 @@ def markdown(result: CompareResult) -> str:
     """The table (sorted by BPP), the settings it was measured under, and each failed model's reason."""
     s = result.settings
     sampler = ", ".join(f"{key} {'each model’s own' if s[key] is None else s[key]}" for key in ("steps", "rho", "guidance"))
+    if not result.ran:
+        return "\n".join([f"# No tokenizer compared on {s['dataset']}", "", "None of the models ran:", ""]
+                         + [f"- {row.name} ({row.source}): {row.error}" for row in result.rows]) + "\n"
     lines = [f"# Tokenizers compared on {s['dataset']} [{s['split']}]", "",
-             f"{s.get('num_images', 0)} images at {s['resolution']} px: {s['preprocessing']}. Diffusion decoders: "
+             f"{s['num_images']} images at {s['resolution']} px: {s['preprocessing']}. Diffusion decoders: "
              f"{sampler}, seed {s['seed']}. Parameters: encoder with quantizer / decoder. "
              f"Speeds: images/s on this machine ({s['processes']} process(es), batch {s['batch_size']}; a process's "
              "first batch warms up and is timed only when it is its only one). "
@@ -80,7 +83,7 @@ def rate_distortion_plot(result: CompareResult, path: Path) -> Path:
         axis.set_xlabel("bits per pixel")
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)
-    figure.suptitle(f"{result.settings['dataset']}, {result.settings.get('num_images', 0)} images at "
+    figure.suptitle(f"{result.settings['dataset']}, {result.settings['num_images']} images at "
                     f"{result.settings['resolution']} px")
     figure.savefig(path, dpi=120)
     plt.close(figure)
