@@ -62,9 +62,11 @@ def main() -> None:
     result = compare([ModelSpec(name, str(folder)) for name, folder in models.items()],
                      CompareSettings(dataset="embedded", steps=25, guidance=1.5))
     write_report(result, args.results.with_suffix(""))
-    intro = (f"Each tokenizer trained {args.steps} steps at batch 16 on the embedded photographs "
-             f"(recipes/train_tokenizer.py{'' if args.no_1b else '; FlowMo + 1B: then recipes/flowmo_1b.py'}); "
-             f"plot and grid in {args.results.with_suffix('').name}/. Written by `python benchmarks/compare_tiny.py`.\n\n")
+    trained = (f"Pipelines of {args.work_dir}, trained by an earlier run (--reuse)" if args.reuse else
+               f"Each tokenizer trained {args.steps} steps at batch 16 on the embedded photographs "
+               f"(recipes/train_tokenizer.py{'' if args.no_1b else '; FlowMo + 1B: then recipes/flowmo_1b.py'})")
+    intro = (f"{trained}; plot and grid in {args.results.with_suffix('').name}/. "
+             "Written by `python benchmarks/compare_tiny.py`.\n\n")
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(intro + markdown(result))
     print(args.results.read_text())
