@@ -1,5 +1,5 @@
 # The two commands of the README. Both set everything up first (scripts/setup.sh).
-.PHONY: setup weights train train-1b demo maskgit-demo test
+.PHONY: setup weights train train-1b demo demo-page maskgit-demo test
 
 setup:
 	@bash scripts/setup.sh
@@ -25,6 +25,14 @@ demo: train-1b
 maskgit-demo: weights
 	.venv/bin/accelerate launch recipes/flowmo_1a.py --config recipes/configs/digits.yaml
 	.venv/bin/accelerate launch recipes/maskgit.py
+
+# the comparison page (http://127.0.0.1:7860) on what `make train` (run first if needed) and `make train-1b` wrote
+outputs/flowmo_1a_tiny/pipeline/model_index.json:
+	$(MAKE) train
+
+demo-page: weights outputs/flowmo_1a_tiny/pipeline/model_index.json
+	.venv/bin/tokenizer-zoo demo "flowmo_tiny=outputs/flowmo_1a_tiny/pipeline" \
+		$(if $(wildcard outputs/flowmo_1b_tiny/pipeline),"flowmo_tiny + 1B=outputs/flowmo_1b_tiny/pipeline")
 
 test: setup
 	.venv/bin/python -m pytest -n 2

@@ -1,31 +1,33 @@
-"""Train and evaluate FlowMo-tiny and the tiny baselines at equal BPP and equal optimiser steps.
+"""Train the tiny tokenizers at equal BPP and equal optimiser steps, then compare them with `tokenizer-zoo compare`.
 
-    python benchmarks/compare_tiny.py                 # about 30 minutes on 2 CPU cores
+    python benchmarks/compare_tiny.py                 # every tiny tokenizer (not timed in this version)
     python benchmarks/compare_tiny.py --steps 300 --no-1b --presets flowmo_tiny titok_tiny   # a quick look
+    python benchmarks/compare_tiny.py --reuse         # compare what --work-dir holds, without training
 
 Every tokenizer is trained by the same loop (recipes/train_tokenizer.py, batch 16, the same steps)
-on the embedded photographs, FlowMo-tiny is post-trained by stage 1B (recipes/flowmo_1b.py) unless
---no-1b, and every pipeline is evaluated by recipes/evaluate.py on the 64 embedded held-out images.
-Writes benchmarks/results/compare_tiny.md. At ImageNet scale, run the same three recipes with
-``--config recipes/configs/lo.yaml`` style configs and ``--dataset imagenet-1k`` (see README).
+on the embedded photographs, and FlowMo-tiny is post-trained by stage 1B (recipes/flowmo_1b.py)
+unless --no-1b. All of them are then compared by :func:`tokenizer_zoo.evaluation.compare.compare`
+on the 64 embedded held-out crops (25 sampling steps, guidance 1.5 for diffusion decoders).
+Writes benchmarks/results/compare_tiny.md and, beside it, compare_tiny/ with compare's four files.
+At ImageNet scale, train with the recipes' lo/hi configs and run `tokenizer-zoo compare` (see README).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import torch
 from tqdm.auto import tqdm
 
-from tokenizer_zoo.pipelines import TOKENIZER_PIPELINES, load_pipeline
+from tokenizer_zoo.evaluation.compare import CompareSettings, compare
+from tokenizer_zoo.evaluation.models import ModelSpec
+from tokenizer_zoo.evaluation.report import markdown, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "compare_tiny.md"
+PRESETS = ["flowmo_tiny", "titok_tiny", "cnn_lfq_tiny", "cnn_fsq_tiny"]
 
 
 def run(*command: str) -> None:
@@ -34,28 +36,16 @@ def run(*command: str) -> None:
         raise SystemExit(f"failed ({done.returncode}): {' '.join(command)}")
 
 
-def codec_time_and_params(folder: Path, batch: int = 16, repeats: int = 2) -> tuple[float, int]:
-    """Encode plus decode seconds per image (25 steps for diffusion decoders, best of ``repeats``) and parameters."""
-    pipe = load_pipeline(folder, kinds=TOKENIZER_PIPELINES)
-    pipe.set_progress_bar_config(disable=True)
-    images = torch.rand(batch, 3, pipe.image_size, pipe.image_size)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        pipe(images, num_inference_steps=25, generator=torch.Generator().manual_seed(0), output_type="pt")
-        best = min(best, time.perf_counter() - start)
-    params = sum(p.numel() for m in (pipe.encoder, pipe.quantizer, pipe.decoder) for p in m.parameters())
-    return best / batch, params
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--presets", nargs="+", default=["flowmo_tiny", "titok_tiny", "cnn_lfq_tiny"])
+    parser.add_argument("--presets", nargs="+", default=PRESETS)
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--no-1b", action="store_true")
     parser.add_argument("--work-dir", default="outputs/compare_tiny")
-    parser.add_argument("--reuse", action="store_true", help="evaluate pipelines already trained in --work-dir "
+    parser.add_argument("--reuse", action="store_true", help="compare pipelines already trained in --work-dir "
                         "instead of training them again")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the markdown file to write; compare's four "
+                        "files go to the folder of the same name beside it")
     args = parser.parse_args()
     work = ROOT / args.work_dir
     models = {}
@@ -65,34 +55,21 @@ def main() -> None:
             run("recipes/train_tokenizer.py", "--preset", preset, f"output_dir={work / preset}",
                 f"max_steps={args.steps}", "grid_every=100000")
     if "flowmo_tiny" in models and not args.no_1b:
-        run("recipes/flowmo_1b.py", f"init_from={models['flowmo_tiny']}", f"output_dir={work / 'flowmo_tiny_1b'}")
+        if not (args.reuse and (work / "flowmo_tiny_1b" / "pipeline").is_dir()):
+            run("recipes/flowmo_1b.py", f"init_from={models['flowmo_tiny']}", f"output_dir={work / 'flowmo_tiny_1b'}")
         models["flowmo_tiny + 1B"] = work / "flowmo_tiny_1b" / "pipeline"
 
-    rows = []
-    for name, folder in tqdm(models.items(), desc="evaluate"):
-        run("recipes/evaluate.py", "--model", str(folder), "--dataset", "embedded", "--name", name,
-            "--output-dir", str(folder.parent / "eval"))
-        result = json.loads((folder.parent / "eval" / "metrics.json").read_text())
-        info = json.loads((folder / "tokenizer_zoo.json").read_text())["info"]
-        seconds, params = codec_time_and_params(folder)
-        rows.append((name, result["metrics"], params, info.get("train_images_per_second"), seconds))
-
-    lines = [f"# Tiny tokenizers compared ({args.steps} steps at batch 16 each, embedded photographs, 2 CPU cores)", "",
-             "Held-out: the 64 embedded evaluation crops at 32 px; diffusion decoders sample 25 steps, rho 4, "
-             "guidance 1.5. Training images/s excludes held-out reports (FlowMo + 1B: the 1A figure). "
-             "Code gain: one-step PSNR at t = 1 with the true minus with the null code (diffusion decoders only).", "",
-             "| tokenizer | BPP | PSNR | code gain (dB) | SSIM | LPIPS-VGG | rFID | params (M) | train images/s "
-             "| encode+decode ms/image |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for name, m, params, speed, seconds in rows:
-        rfid = f"{m['rfid']:.1f}" if "rfid" in m else "–"
-        lpips = f"{m['lpips_vgg']:.3f}" if "lpips_vgg" in m else "–"
-        gain = f"{m['code_gain_db']:.2f}" if "code_gain_db" in m else "–"
-        lines.append(f"| {name} | {m['bpp']:.4f} | {m['psnr']:.2f} | {gain} | {m['ssim']:.3f} | {lpips} | {rfid} | "
-                     f"{params / 1e6:.2f} | {speed if speed is not None else '–'} | {seconds * 1e3:.2f} |")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    result = compare([ModelSpec(name, str(folder)) for name, folder in models.items()],
+                     CompareSettings(dataset="embedded", steps=25, guidance=1.5))
+    write_report(result, args.results.with_suffix(""))
+    trained = (f"Pipelines of {args.work_dir}, trained by an earlier run (--reuse)" if args.reuse else
+               f"Each tokenizer trained {args.steps} steps at batch 16 on the embedded photographs "
+               f"(recipes/train_tokenizer.py{'' if args.no_1b else '; FlowMo + 1B: then recipes/flowmo_1b.py'})")
+    intro = (f"{trained}; plot and grid in {args.results.with_suffix('').name}/. "
+             "Written by `python benchmarks/compare_tiny.py`.\n\n")
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(intro + markdown(result))
+    print(args.results.read_text())
 
 
 if __name__ == "__main__":

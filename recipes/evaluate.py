@@ -22,24 +22,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, gather_object
-from torch.utils.data import DataLoader, Dataset, Subset
+from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
 from tokenizer_zoo import pipelines
 from tokenizer_zoo.data import InvalidImageError, evaluation_split, load_image_dataset
 from tokenizer_zoo.data.transforms import signed_to_unit, unit_to_signed
 from tokenizer_zoo.errors import run_main
-from tokenizer_zoo.metrics import ReconstructionFID, TokenStatistics, reconstruction_metrics
+from tokenizer_zoo.evaluation.streaming import (ModelMetrics, batch_generator, batches, evaluation_accelerator,
+                                                gather_skipped, readable_subset, sampler_settings, unreadable)
 from tokenizer_zoo.metrics.code_use import code_use
-from tokenizer_zoo.metrics.inception import InceptionFeatureExtractor, InceptionWeightsMissingError
 from tokenizer_zoo.pipelines import FlowMoPipeline
 from tokenizer_zoo.training.reporting import save_comparison_grid
 
@@ -75,58 +72,6 @@ def load_pipeline(model: str):
         raise SystemExit(str(error)) from None
 
 
-class ReadableImages(Dataset):
-    """``data`` whose unreadable items become ``{"skipped": {"file", "reason"}}`` instead of raising."""
-
-    def __init__(self, data):
-        self.data = data
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, index: int) -> dict:
-        try:
-            return self.data[index]
-        except InvalidImageError as error:
-            file = self.data.file_name(index) if hasattr(self.data, "file_name") else f"item {index}"
-            return {"skipped": {"file": file, "reason": str(error)}}
-
-
-def collate(items: list[dict]) -> dict:
-    """A batch of the readable images (``pixel_values`` None when there are none) and the skipped ones."""
-    images = [item["pixel_values"] for item in items if "pixel_values" in item]
-    return {"pixel_values": torch.stack(images) if images else None,
-            "skipped": [item["skipped"] for item in items if "skipped" in item]}
-
-
-def unreadable(data, accelerator: Accelerator) -> list[dict]:
-    """Every unreadable image of ``data``; each process reads its share once."""
-    mine = [item["skipped"] for index in range(accelerator.process_index, len(data), accelerator.num_processes)
-            if "skipped" in (item := data[index])]
-    return sorted(gather_object(mine), key=lambda entry: entry["file"])
-
-
-def build_metrics(pipe, args, device):
-    """The metrics to stream, and for each one left out the reason why."""
-    pairwise = reconstruction_metrics(lpips_nets=tuple(args.lpips))
-    skipped = dict(pairwise.skipped)
-    rfid = None
-    if args.no_fid:
-        skipped["rfid"] = "disabled with --no-fid"
-    else:
-        try:
-            rfid = ReconstructionFID(InceptionFeatureExtractor.from_pretrained()).to(device)
-        except InceptionWeightsMissingError as error:
-            skipped["rfid"] = str(error)
-    try:
-        tokens = TokenStatistics.for_quantizer(pipe.quantizer).to(device)
-    except TypeError as error:  # continuous codes: no token ids, no bit rate
-        tokens, skipped["tokens"] = None, str(error)
-    for name, reason in skipped.items():
-        print(f"skipping {name}: {reason}", file=sys.stderr)
-    return pairwise.to(device), rfid, tokens, skipped
-
-
 def table_row(name: str, values: dict, bpp: str | None = None) -> str:
     """``bpp``: the BPP cell for pipelines without a bit rate ("continuous (N floats)")."""
 
@@ -140,25 +85,20 @@ def table_row(name: str, values: dict, bpp: str | None = None) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(),
-                              dataloader_config=DataLoaderConfiguration(even_batches=False))
-    if accelerator.device.type == "cpu" and accelerator.num_processes == 1:
-        torch.set_num_threads(len(os.sched_getaffinity(0)))  # `accelerate launch` sets 1 thread without a GPU
+    accelerator = evaluation_accelerator()
     pipe = load_pipeline(args.model).to(accelerator.device)
     pipe.set_progress_bar_config(disable=True)
     split = args.split or evaluation_split(args.dataset)
-    data = ReadableImages(load_image_dataset(args.dataset, split, pipe.image_size, train=False,
-                                             image_column=args.image_column))
-    if args.num_images is not None:
-        data = Subset(data, range(min(args.num_images, len(data))))
+    data = readable_subset(load_image_dataset(args.dataset, split, pipe.image_size, train=False,
+                                              image_column=args.image_column), args.num_images)
     if args.strict and (bad := unreadable(data, accelerator)):
         raise InvalidImageError(f"{len(bad)} of {len(data)} images cannot be read, first {bad[0]['file']}: "
                                 f"{bad[0]['reason']} (--strict; without it they are skipped and listed)")
-    loader = accelerator.prepare(DataLoader(data, batch_size=args.batch_size, shuffle=False, collate_fn=collate))
-    pairwise, rfid, tokens, skipped_metrics = build_metrics(pipe, args, accelerator.device)
-    given = {"num_inference_steps": args.steps, "rho": args.rho, "guidance_scale": args.guidance,
-             "guidance_interval": args.guidance_interval and tuple(args.guidance_interval)}
-    sampler = {key: value for key, value in given.items() if value is not None}
+    loader = batches(data, args.batch_size, accelerator)
+    metrics = ModelMetrics.build(pipe.quantizer, tuple(args.lpips), not args.no_fid, accelerator.device)
+    for name, reason in metrics.skipped.items():
+        print(f"skipping {name}: {reason}", file=sys.stderr)
+    sampler = sampler_settings(args.steps, args.rho, args.guidance, args.guidance_interval)
 
     start, grid, skipped, count = time.perf_counter(), None, [], 0
     code_scores = torch.zeros(3, dtype=torch.float64, device=accelerator.device)  # sums of two PSNRs, images
@@ -168,16 +108,10 @@ def main(argv: list[str] | None = None) -> dict:
         if images is None:
             continue
         count += len(images)
-        generator = torch.Generator(accelerator.device).manual_seed(args.seed * 1_000_003 + index * 1009
-                                                                    + accelerator.process_index)
         encoded = pipe.encode(signed_to_unit(images))  # the dataset's [-1, 1] -> the pipeline's [0, 1], and back
-        recon = unit_to_signed(pipe.decode(encoded, generator=generator, output_type="pt", **sampler).images)
-        recon = recon.to(images.dtype)
-        pairwise.update(recon, images)
-        if rfid is not None:
-            rfid.update(images, recon)
-        if tokens is not None:
-            tokens.update(encoded.indices, image_size=images.shape[-2:])
+        recon = unit_to_signed(pipe.decode(encoded, generator=batch_generator(args.seed, index, accelerator),
+                                           output_type="pt", **sampler).images).to(images.dtype)
+        metrics.update(images, recon, encoded.indices)
         if grid is None:
             grid = (images[:16].cpu(), recon[:16].cpu())
         if isinstance(pipe, FlowMoPipeline):
@@ -185,16 +119,10 @@ def main(argv: list[str] | None = None) -> dict:
             code_scores += torch.tensor([use.x0_psnr_code, use.x0_psnr_null, 1.0], dtype=torch.float64,
                                         device=code_scores.device) * len(images)
 
-    skipped = sorted(gather_object(skipped), key=lambda entry: entry["file"])
-    for entry in skipped if accelerator.is_main_process else []:
-        print(f"skipped {entry['file']}: {entry['reason']}", file=sys.stderr)
+    skipped = gather_skipped(skipped, accelerator)
     if not sum(gather_object([count])):
         raise InvalidImageError(f"none of the {len(data)} images of {args.dataset} [{split}] could be read")
-    values = {name: float(v) for name, v in pairwise.compute().items()}
-    if rfid is not None:
-        values["rfid"] = float(rfid.compute().fid)
-    if tokens is not None:
-        values.update({name: float(v) for name, v in tokens.compute().items()})
+    values = metrics.compute()
     if isinstance(pipe, FlowMoPipeline):
         code_sum, null_sum, scored = accelerator.reduce(code_scores, "sum").tolist()
         values.update(x0_psnr_code=code_sum / scored, x0_psnr_null=null_sum / scored,
@@ -202,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"model": args.model, "pipeline": type(pipe).__name__, "dataset": args.dataset, "split": split,
               "num_images": len(data) - len(skipped), "image_size": pipe.image_size, "seed": args.seed,
               "sampler": {**pipe.sampling_defaults, **sampler} if isinstance(pipe, FlowMoPipeline) else "one pass",
-              "lpips_backbones": args.lpips, "metrics": values, "skipped_metrics": skipped_metrics, "skipped": skipped,
+              "lpips_backbones": args.lpips, "metrics": values, "skipped_metrics": metrics.skipped, "skipped": skipped,
               "seconds": round(time.perf_counter() - start, 2), "processes": accelerator.num_processes}
     if accelerator.is_main_process:
         out = Path(args.output_dir or Path(args.model) / f"eval_{args.dataset.replace(':', '_').replace('/', '_')}")

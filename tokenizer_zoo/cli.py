@@ -6,6 +6,7 @@
     tokenizer-zoo reconstruct IMAGES... --model M -o DIR [sampler flags]   PNGs + grid.png
     tokenizer-zoo likelihood IMAGES... --model M [--steps 25 --seed 0]     bits/dim per image
     tokenizer-zoo convert SOURCE -o FOLDER [--format F --config FILE]    a published release -> pipeline
+    tokenizer-zoo compare MODEL... -o DIR  /  tokenizer-zoo demo MODEL...   table, plot, grid  /  a local web page
 
 IMAGES are files, directories (searched recursively for image files) and glob patterns. Images
 are read by :func:`tokenizer_zoo.data.images.open_image` and resized/cropped by the pipeline's
@@ -28,7 +29,9 @@ from pathlib import Path
 from typing import Iterator
 
 from tokenizer_zoo.convert.command import add_convert_command
+from tokenizer_zoo.demo.command import add_demo_command
 from tokenizer_zoo.errors import VERBOSE_FLAG, report, split_verbose
+from tokenizer_zoo.evaluation.command import add_compare_command
 from tokenizer_zoo.registry import ALL_REGISTRIES
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".webp", ".tif", ".tiff",
@@ -353,6 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     _command(commands, "likelihood", "bits/dim of images under the decoder, per image and mean", _likelihood,
              images=True, sampler="seed")
     add_convert_command(commands)
+    add_compare_command(commands)
+    add_demo_command(commands)
     return parser
 
 

@@ -40,7 +40,7 @@ def _subcommands() -> list[str]:
 
 
 def test_every_subcommand_is_there():
-    assert _subcommands() == ["convert", "decode", "encode", "likelihood", "list", "reconstruct"]
+    assert _subcommands() == ["compare", "convert", "decode", "demo", "encode", "likelihood", "list", "reconstruct"]
 
 
 @pytest.mark.parametrize("command", _subcommands())
