@@ -1,8 +1,8 @@
-"""What every vector-quantize-pytorch wrapper shares: the zoo's quantizer interface around ``self.quantizer``.
+"""What every vector-quantize-pytorch wrapper shares: the zoo's quantizer interface around ``self.vq``.
 
 Axes: b batch, s tokens, d channels, p index positions per token (residual levels x groups).
 
-A subclass builds ``self.quantizer`` (a vector_quantize_pytorch module) from its config and implements
+A subclass builds ``self.vq`` (a vector_quantize_pytorch module) from its config and implements
 ``_quantize`` ((b, s, d) codes -> quantized, indices (b, s, p), weighted loss terms) and ``_decode``
 ((b, s, p) ids -> (b, s, d) codes). This class adds the zoo's conventions on top: input checks, int64
 ids of shape (B, S) for one position and (B, S, P) for several (the grouped-index convention token
@@ -25,7 +25,7 @@ from tokenizer_zoo.quantizers._checks import check_codes, check_indices
 
 
 class VQTorchQuantizer(ModelMixin, ConfigMixin):
-    """Base of the wrappers; subclasses set ``self.quantizer`` and the two methods below."""
+    """Base of the wrappers; subclasses set ``self.vq`` and the two methods below."""
 
     @property
     def dim(self) -> int:

@@ -43,21 +43,21 @@ class VQTorchVectorQuantize(VQTorchQuantizer):
                  kmeans_init: bool = False, kmeans_iters: int = 10, threshold_ema_dead_code: float = 0.0,
                  rotation_trick: bool = True, use_cosine_sim: bool = False, options: dict | None = None):
         super().__init__()
-        self.quantizer = vqtorch.VectorQuantize(
+        self.vq = vqtorch.VectorQuantize(
             dim=dim, codebook_size=codebook_size, decay=decay, commitment_weight=commitment_weight,
             kmeans_init=kmeans_init, kmeans_iters=kmeans_iters, threshold_ema_dead_code=threshold_ema_dead_code,
             rotation_trick=rotation_trick, use_cosine_sim=use_cosine_sim, **(options or {}))
 
     def _quantize(self, z):
-        quantized, indices, _, parts = self.quantizer(z, return_loss_breakdown=True)
-        weights = {"commitment": self.quantizer.commitment_weight,
-                   "codebook_diversity": self.quantizer.codebook_diversity_loss_weight,
-                   "orthogonal_reg": self.quantizer.orthogonal_reg_weight}
+        quantized, indices, _, parts = self.vq(z, return_loss_breakdown=True)
+        weights = {"commitment": self.vq.commitment_weight,
+                   "codebook_diversity": self.vq.codebook_diversity_loss_weight,
+                   "orthogonal_reg": self.vq.orthogonal_reg_weight}
         losses = {name: getattr(parts, name) * weight for name, weight in weights.items() if weight}
         return quantized, indices, losses
 
     def _decode(self, indices):
-        return self.quantizer.get_output_from_indices(indices[..., 0])
+        return self.vq.get_output_from_indices(indices[..., 0])
 
 
 class VQTorchSimVQ(VQTorchQuantizer):
@@ -71,16 +71,16 @@ class VQTorchSimVQ(VQTorchQuantizer):
     def __init__(self, dim: int, codebook_size: int, rotation_trick: bool = True, commitment_weight: float = 1.0,
                  input_to_quantize_commit_loss_weight: float = 0.25, options: dict | None = None):
         super().__init__()
-        self.quantizer = vqtorch.SimVQ(
+        self.vq = vqtorch.SimVQ(
             dim=dim, codebook_size=codebook_size, rotation_trick=rotation_trick, commitment_weight=commitment_weight,
             input_to_quantize_commit_loss_weight=input_to_quantize_commit_loss_weight, **(options or {}))
 
     def _quantize(self, z):
-        quantized, indices, commitment = self.quantizer(z)
+        quantized, indices, commitment = self.vq(z)
         return quantized, indices, {"commitment": commitment}
 
     def _decode(self, indices):
-        return self.quantizer.indices_to_codes(indices[..., 0])
+        return self.vq.indices_to_codes(indices[..., 0])
 
 
 class VQTorchResidualVQ(VQTorchQuantizer):
@@ -93,7 +93,7 @@ class VQTorchResidualVQ(VQTorchQuantizer):
     def __init__(self, dim: int, codebook_size: int, num_quantizers: int = 2, commitment_weight: float = 1.0,
                  options: dict | None = None):
         super().__init__()
-        self.quantizer = vqtorch.ResidualVQ(dim=dim, codebook_size=codebook_size, num_quantizers=num_quantizers,
+        self.vq = vqtorch.ResidualVQ(dim=dim, codebook_size=codebook_size, num_quantizers=num_quantizers,
                                             commitment_weight=commitment_weight, **(options or {}))
 
     @property
@@ -101,11 +101,11 @@ class VQTorchResidualVQ(VQTorchQuantizer):
         return self.config.num_quantizers
 
     def _quantize(self, z):
-        quantized, indices, commitment = self.quantizer(z)
+        quantized, indices, commitment = self.vq(z)
         return quantized, indices, {"commitment": commitment}
 
     def _decode(self, indices):
-        return self.quantizer.get_output_from_indices(indices)
+        return self.vq.get_output_from_indices(indices)
 
 
 class VQTorchGroupedResidualVQ(VQTorchQuantizer):
@@ -118,7 +118,7 @@ class VQTorchGroupedResidualVQ(VQTorchQuantizer):
         if groups < 1 or dim % groups:
             raise ValueError(f"GroupedResidualVQ splits dim={dim} into groups={groups}: dim must be a multiple "
                              f"of groups, e.g. groups={math.gcd(dim, groups) or 1}.")
-        self.quantizer = vqtorch.GroupedResidualVQ(
+        self.vq = vqtorch.GroupedResidualVQ(
             dim=dim, codebook_size=codebook_size, groups=groups, num_quantizers=num_quantizers,
             commitment_weight=commitment_weight, **(options or {}))
 
@@ -127,11 +127,11 @@ class VQTorchGroupedResidualVQ(VQTorchQuantizer):
         return self.config.groups * self.config.num_quantizers
 
     def _quantize(self, z):
-        quantized, indices, commitment = self.quantizer(z)
+        quantized, indices, commitment = self.vq(z)
         return quantized, rearrange(indices, "g b s q -> b s (g q)"), {"commitment": commitment}
 
     def _decode(self, indices):
-        return self.quantizer.get_output_from_indices(rearrange(indices, "b s (g q) -> g b s q", g=self.config.groups))
+        return self.vq.get_output_from_indices(rearrange(indices, "b s (g q) -> g b s q", g=self.config.groups))
 
 
 class VQTorchResidualFSQ(VQTorchQuantizer):
@@ -140,7 +140,7 @@ class VQTorchResidualFSQ(VQTorchQuantizer):
     @register_to_config
     def __init__(self, dim: int, levels: list[int], num_quantizers: int = 2, options: dict | None = None):
         super().__init__()
-        self.quantizer = vqtorch.ResidualFSQ(dim=dim, levels=list(levels), num_quantizers=num_quantizers,
+        self.vq = vqtorch.ResidualFSQ(dim=dim, levels=list(levels), num_quantizers=num_quantizers,
                                              **(options or {}))
 
     @property
@@ -152,11 +152,11 @@ class VQTorchResidualFSQ(VQTorchQuantizer):
         return math.prod(self.config.levels)
 
     def _quantize(self, z):
-        quantized, indices = self.quantizer(z)
+        quantized, indices = self.vq(z)
         return quantized, indices, {}
 
     def _decode(self, indices):
-        return self.quantizer.get_output_from_indices(indices)
+        return self.vq.get_output_from_indices(indices)
 
 
 class VQTorchResidualLFQ(VQTorchQuantizer):
@@ -167,7 +167,7 @@ class VQTorchResidualLFQ(VQTorchQuantizer):
         super().__init__()
         if codebook_size < 2 or codebook_size & (codebook_size - 1):
             raise ValueError(f"ResidualLFQ needs a power-of-two codebook_size (2^bits), got {codebook_size}.")
-        self.quantizer = vqtorch.ResidualLFQ(dim=dim, codebook_size=codebook_size, num_quantizers=num_quantizers,
+        self.vq = vqtorch.ResidualLFQ(dim=dim, codebook_size=codebook_size, num_quantizers=num_quantizers,
                                              **(options or {}))
 
     @property
@@ -175,8 +175,8 @@ class VQTorchResidualLFQ(VQTorchQuantizer):
         return self.config.num_quantizers
 
     def _quantize(self, z):
-        quantized, indices, aux = self.quantizer(z)
+        quantized, indices, aux = self.vq(z)
         return quantized, indices, {"entropy_and_commitment": aux}
 
     def _decode(self, indices):
-        return self.quantizer.get_output_from_indices(indices)
+        return self.vq.get_output_from_indices(indices)
