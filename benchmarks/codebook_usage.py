@@ -81,19 +81,19 @@ def cell(values: list[float], fmt: str) -> str:
 
 
 def table(results: dict[str, list[dict]], args) -> str:
-    lines = [f"# Codebook usage: {CODEBOOK_SIZE}-entry VQ on {PRESET} ({args.steps} steps, seeds "
-             f"{', '.join(map(str, args.seeds))})", "",
+    lines = [f"# Codebook usage: {CODEBOOK_SIZE}-entry VQ on {PRESET} ({args.steps} steps)", "",
              f"Written by `python benchmarks/codebook_usage.py --steps {args.steps}`. Training: "
              f"recipes/train_tokenizer.py, batch {BATCH}, embedded photographs, perceptual weight "
              f"{args.perceptual_weight:g}. Held-out: {args.eval_images} fixed crops of the embedded evaluation "
-             f"photographs, {args.eval_images * 16} tokens. Each cell: mean over seeds (each seed's value). "
+             f"photographs, {args.eval_images * 16} tokens. Each cell: mean over the seeds (each seed's value). "
              "Usage: share of the codes occurring in the held-out tokens; perplexity: 2^entropy of their "
              "histogram (at most 1024). Step time: the recipe's training images/s, measured on a shared "
              "2-core machine under heavy load from other jobs, so only a rough ratio.", "",
-             "| quantizer | registry name | usage | perplexity | PSNR (dB) | LPIPS-VGG | step (ms) |",
-             "|---|---|---|---|---|---|---|"]
+             "| quantizer | registry name | seeds | usage | perplexity | PSNR (dB) | LPIPS-VGG | step (ms) |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, runs in results.items():
-        lines.append(f"| {name} | `{QUANTIZERS[name][0]}` | {cell([r['usage'] * 100 for r in runs], '.1f')} % | "
+        seeds = ", ".join(str(r["seed"]) for r in runs)
+        lines.append(f"| {name} | `{QUANTIZERS[name][0]}` | {seeds} | {cell([r['usage'] * 100 for r in runs], '.1f')} % | "
                      f"{cell([r['perplexity'] for r in runs], '.0f')} | {cell([r['psnr'] for r in runs], '.2f')} | "
                      f"{cell([r['lpips'] for r in runs], '.3f')} | {cell([r['step_ms'] for r in runs], '.0f')} |")
     return "\n".join(lines) + "\n"
@@ -107,17 +107,24 @@ def main() -> None:
     parser.add_argument("--perceptual-weight", type=float, default=0.0)
     parser.add_argument("--work-dir", default="outputs/codebook_usage")
     parser.add_argument("--reuse", action="store_true", help="evaluate runs already trained in --work-dir")
+    parser.add_argument("--table-only", action="store_true", help="write the table from the runs already "
+                        "evaluated in --work-dir (each run's codebook_usage.json), training nothing")
     args = parser.parse_args()
     results: dict[str, list[dict]] = {}
     runs = [(name, seed) for name in QUANTIZERS for seed in args.seeds]
     for name, seed in tqdm(runs, desc="codebook usage"):
         quantizer, kwargs = QUANTIZERS[name]
         folder = ROOT / args.work_dir / f"{quantizer}_seed{seed}"
+        record = folder / "codebook_usage.json"
+        if args.table_only:
+            if record.is_file():
+                results.setdefault(name, []).append({**json.loads(record.read_text()), "seed": seed})
+            continue
         if not (args.reuse and (folder / "pipeline").is_dir()):
             train(folder, quantizer, kwargs, seed, args.steps, args.perceptual_weight)
         result = evaluate(folder / "pipeline", args.eval_images)
-        (folder / "codebook_usage.json").write_text(json.dumps(result, indent=2))
-        results.setdefault(name, []).append(result)
+        record.write_text(json.dumps(result, indent=2))
+        results.setdefault(name, []).append({**result, "seed": seed})
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(table(results, args))
     print(RESULTS.read_text())

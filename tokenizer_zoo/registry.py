@@ -54,7 +54,7 @@ class PluginFailure:
     def describe(self) -> str:
         return (
             f"plugin {self.name!r} ({self.target}) from distribution {self.distribution!r} failed to "
-            f"import: {type(self.error).__name__}: {self.error}. Reinstall or fix that package, or "
+            f"load: {type(self.error).__name__}: {self.error}. Reinstall or fix that package, or "
             f"uninstall it (pip uninstall {self.distribution})."
         )
 
@@ -164,6 +164,7 @@ class Registry:
         try:
             loaded = entry_point.load()
             if isinstance(loaded, type) and loaded not in self._entries.values():
+                self._refuse_a_second_plugin(entry_point.name, distribution)
                 self.register(entry_point.name, loaded)
         except Exception as error:  # a broken or clashing plugin must not break the others
             failure = PluginFailure(entry_point.name, distribution, entry_point.value, error)
@@ -171,6 +172,17 @@ class Registry:
             warnings.warn(failure.describe(), RuntimeWarning, stacklevel=3)
         finally:
             self._loading_distribution = None
+
+    def _refuse_a_second_plugin(self, name: str, distribution: str) -> None:
+        """A name two plugin distributions provide is ambiguous: neither gets it (the core keeps its own names)."""
+        owner = self._sources.get(name)
+        if owner is None or owner in (CORE_DISTRIBUTION, distribution):
+            return
+        self._entries.pop(name, None)  # the source stays recorded, so a third claimant is refused too
+        raise RegistryError(
+            f"{self.kind} {name!r} is provided by two distributions, {owner!r} and {distribution!r}; uninstall one "
+            f"(pip uninstall {distribution}) or rename the entry point in one of them."
+        )
 
 
 def _qualname(obj: Any) -> str:
