@@ -95,6 +95,24 @@ def test_dead_codes_are_replaced_by_batch_vectors():
     assert q.eval()(z).indices.unique().numel() > 4
 
 
+def test_residual_ids_go_through_a_token_file_into_maskgit(tmp_path):
+    from tokenizer_zoo.generation import MaskGiT
+    from tokenizer_zoo.testing.quantizer_conformance import tiny_tokenizer
+    from tokenizer_zoo.tokens import load_tokens, save_tokens
+
+    pipe = tiny_tokenizer(QUANTIZERS.build("vqtorch_residual_vq", dim=4, codebook_size=8, num_quantizers=2).eval())
+    indices = pipe.encode(torch.rand(3, 3, 8, 8)).indices
+    assert indices.shape == (3, 16, 2) and pipe.bits_per_pixel == 16 * 2 * 3 / 8**2
+    save_tokens(tmp_path / "tokens.safetensors", indices, pipe.quantizer, 8)
+    tokens = load_tokens(tmp_path / "tokens.safetensors", expect=pipe)
+    assert tokens.token_shape == (16, 2) and tokens.vocab_size == 8
+    model = MaskGiT(token_shape=list(tokens.token_shape), index_vocab_size=tokens.vocab_size, num_sub_tokens=2,
+                    hidden_size=16, num_layers=1, num_heads=2)
+    sub = model.split.split(tokens.indices)  # a token's 8 x 8 values as two sub-tokens of 8 values
+    assert sub.shape == (3, 32) and model.sub_vocab_size == 8
+    assert torch.equal(model.split.merge(sub, grouped=True), indices)
+
+
 def test_bad_configurations_are_refused_with_a_fix():
     with pytest.raises(ValueError, match=r"dim=7 into groups=2.*multiple"):
         QUANTIZERS.build("vqtorch_grouped_residual_vq", dim=7, codebook_size=8, groups=2)
