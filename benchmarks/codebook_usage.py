@@ -2,7 +2,7 @@
 
     python benchmarks/codebook_usage.py                          # 3 quantizers x 2 seeds, sequential
     python benchmarks/codebook_usage.py --steps 300 --seeds 0    # a longer single-seed look
-    python benchmarks/codebook_usage.py --reuse                  # re-evaluate the trained runs, rewrite the table
+    python benchmarks/codebook_usage.py --reuse                  # train / evaluate only what is missing
 
 Every run trains ``cnn_lfq_tiny`` with its quantizer replaced by a 1024-entry VQ of 18 channels
 (16 tokens x 10 bits) through recipes/train_tokenizer.py (batch 16, Adam at the tiny config's
@@ -106,12 +106,13 @@ def main() -> None:
     parser.add_argument("--eval-images", type=int, default=256)
     parser.add_argument("--perceptual-weight", type=float, default=0.0)
     parser.add_argument("--work-dir", default="outputs/codebook_usage")
-    parser.add_argument("--reuse", action="store_true", help="evaluate runs already trained in --work-dir")
+    parser.add_argument("--reuse", action="store_true", help="keep the runs already trained (and evaluated) in "
+                        "--work-dir")
     parser.add_argument("--table-only", action="store_true", help="write the table from the runs already "
                         "evaluated in --work-dir (each run's codebook_usage.json), training nothing")
     args = parser.parse_args()
     results: dict[str, list[dict]] = {}
-    runs = [(name, seed) for name in QUANTIZERS for seed in args.seeds]
+    runs = [(name, seed) for seed in args.seeds for name in QUANTIZERS]  # every quantizer's first seed first
     for name, seed in tqdm(runs, desc="codebook usage"):
         quantizer, kwargs = QUANTIZERS[name]
         folder = ROOT / args.work_dir / f"{quantizer}_seed{seed}"
@@ -120,10 +121,13 @@ def main() -> None:
             if record.is_file():
                 results.setdefault(name, []).append({**json.loads(record.read_text()), "seed": seed})
             continue
-        if not (args.reuse and (folder / "pipeline").is_dir()):
-            train(folder, quantizer, kwargs, seed, args.steps, args.perceptual_weight)
-        result = evaluate(folder / "pipeline", args.eval_images)
-        record.write_text(json.dumps(result, indent=2))
+        if args.reuse and record.is_file():
+            result = json.loads(record.read_text())
+        else:
+            if not (args.reuse and (folder / "pipeline").is_dir()):
+                train(folder, quantizer, kwargs, seed, args.steps, args.perceptual_weight)
+            result = evaluate(folder / "pipeline", args.eval_images)
+            record.write_text(json.dumps(result, indent=2))
         results.setdefault(name, []).append({**result, "seed": seed})
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(table(results, args))
