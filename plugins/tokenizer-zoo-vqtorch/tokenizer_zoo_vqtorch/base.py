@@ -33,8 +33,8 @@ class VQTorchQuantizer(ModelMixin, ConfigMixin):
 
     @property
     def positions(self) -> int:
-        """Index positions per token (1 for a single codebook)."""
-        return 1
+        """Index positions per token: one per residual level (1 for a single codebook)."""
+        return self.config.get("num_quantizers", 1)
 
     @property
     def vocab_size(self) -> int:
@@ -49,7 +49,8 @@ class VQTorchQuantizer(ModelMixin, ConfigMixin):
         raise NotImplementedError
 
     def _decode(self, indices: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """(b, s, p) ids -> (b, s, d) codes; the residual modules' own lookup by default."""
+        return self.vq.get_output_from_indices(indices)
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         check_codes(z, self.dim, type(self).__name__)

@@ -96,16 +96,9 @@ class VQTorchResidualVQ(VQTorchQuantizer):
         self.vq = vqtorch.ResidualVQ(dim=dim, codebook_size=codebook_size, num_quantizers=num_quantizers,
                                             commitment_weight=commitment_weight, **(options or {}))
 
-    @property
-    def positions(self) -> int:
-        return self.config.num_quantizers
-
     def _quantize(self, z):
         quantized, indices, commitment = self.vq(z)
         return quantized, indices, {"commitment": commitment}
-
-    def _decode(self, indices):
-        return self.vq.get_output_from_indices(indices)
 
 
 class VQTorchGroupedResidualVQ(VQTorchQuantizer):
@@ -144,19 +137,12 @@ class VQTorchResidualFSQ(VQTorchQuantizer):
                                              **(options or {}))
 
     @property
-    def positions(self) -> int:
-        return self.config.num_quantizers
-
-    @property
     def vocab_size(self) -> int:
         return math.prod(self.config.levels)
 
     def _quantize(self, z):
         quantized, indices = self.vq(z)
         return quantized, indices, {}
-
-    def _decode(self, indices):
-        return self.vq.get_output_from_indices(indices)
 
 
 class VQTorchResidualLFQ(VQTorchQuantizer):
@@ -170,13 +156,6 @@ class VQTorchResidualLFQ(VQTorchQuantizer):
         self.vq = vqtorch.ResidualLFQ(dim=dim, codebook_size=codebook_size, num_quantizers=num_quantizers,
                                              **(options or {}))
 
-    @property
-    def positions(self) -> int:
-        return self.config.num_quantizers
-
     def _quantize(self, z):
         quantized, indices, aux = self.vq(z)
         return quantized, indices, {"entropy_and_commitment": aux}
-
-    def _decode(self, indices):
-        return self.vq.get_output_from_indices(indices)
