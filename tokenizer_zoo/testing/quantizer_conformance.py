@@ -87,15 +87,18 @@ class QuantizerConformance:
         for training in (True, False):
             out = quantizer.train(training)(z)
             mode = "train" if training else "eval"
-            assert out.quantized.shape == z.shape, f"{mode}: quantized has shape {tuple(out.quantized.shape)}, codes {tuple(z.shape)}"
+            assert out.quantized.shape == z.shape, \
+                f"{mode}: quantized has shape {tuple(out.quantized.shape)}, codes {tuple(z.shape)}"
             assert out.quantized.dtype == z.dtype, f"{mode}: quantized is {out.quantized.dtype}, codes {z.dtype}"
-            assert isinstance(out.aux_loss, torch.Tensor) and out.aux_loss.ndim == 0, f"{mode}: aux_loss must be a 0-dim tensor"
+            assert isinstance(out.aux_loss, torch.Tensor) and out.aux_loss.ndim == 0, \
+                f"{mode}: aux_loss must be a 0-dim tensor"
             assert all(isinstance(v, torch.Tensor) and v.ndim == 0 for v in out.losses.values()), \
                 f"{mode}: every value of losses must be a 0-dim tensor, got {out.losses}"
             if out.indices is not None:
                 assert out.indices.dtype == torch.int64, f"{mode}: indices are {out.indices.dtype}, not int64"
                 assert out.indices.ndim in (2, 3) and out.indices.shape[:2] == z.shape[:2], \
-                    f"{mode}: indices must be (B, S) or (B, S, P), got {tuple(out.indices.shape)} for codes {tuple(z.shape)}"
+                    f"{mode}: indices must be (B, S) or (B, S, P), got {tuple(out.indices.shape)} " \
+                    f"for codes {tuple(z.shape)}"
 
     def test_indices_within_vocab_size(self, quantizer):
         if not is_discrete(quantizer):
@@ -143,9 +146,11 @@ class QuantizerConformance:
         z = self.codes(quantizer).requires_grad_()
         for training in (True, False):
             out = quantizer.train(training)(z)
-            assert torch.isfinite(out.aux_loss), f"aux_loss is {float(out.aux_loss)} ({'train' if training else 'eval'})"
+            mode = "train" if training else "eval"
+            assert torch.isfinite(out.aux_loss), f"aux_loss is {float(out.aux_loss)} ({mode})"
             for name, value in out.losses.items():
-                assert torch.isfinite(value) and not value.requires_grad, f"losses[{name!r}] must be finite and detached"
+                assert torch.isfinite(value) and not value.requires_grad, \
+                    f"losses[{name!r}] must be finite and detached"
             if training and out.aux_loss.requires_grad:
                 (grad,) = torch.autograd.grad(out.aux_loss, z, allow_unused=True)
                 assert grad is None or torch.isfinite(grad).all(), "the gradient of aux_loss is not finite"
@@ -194,7 +199,8 @@ class QuantizerConformance:
         except TokenMismatchError as error:
             raise AssertionError(f"the token file's signature differs from the pipeline's: {error}") from error
         assert torch.equal(tokens.indices, encoded.indices), "ids changed through the token file"
-        torch.testing.assert_close(quantizer.indices_to_codes(tokens.indices), quantizer.indices_to_codes(encoded.indices))
+        torch.testing.assert_close(quantizer.indices_to_codes(tokens.indices),
+                                   quantizer.indices_to_codes(encoded.indices))
 
     def test_compiled_equals_eager(self, quantizer):
         if not self.check_compile:
@@ -209,6 +215,7 @@ class QuantizerConformance:
         except Exception as error:  # graph breaks and unsupported operations
             raise AssertionError(f"torch.compile(fullgraph=True) failed: {type(error).__name__}: "
                                  f"{str(error).splitlines()[0]}") from error
-        torch.testing.assert_close(compiled.quantized, eager.quantized, msg=lambda m: f"compiled quantized differs: {m}")
+        torch.testing.assert_close(compiled.quantized, eager.quantized,
+                                   msg=lambda m: f"compiled quantized differs: {m}")
         assert (compiled.indices is None) == (eager.indices is None)
         assert eager.indices is None or torch.equal(compiled.indices, eager.indices), "compiled ids differ"
