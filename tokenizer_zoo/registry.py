@@ -15,7 +15,8 @@ their ``pyproject.toml``::
 The group is read once, the first time a name is missing or the full list is asked for. An
 entry point either points at a module whose import registers components, or directly at a
 class, which is then registered under the entry point's name. A plugin that fails to import
-is reported (with its distribution and the exception) and the other plugins keep working.
+is reported (with its distribution and the exception) and the other plugins keep working. A name
+that two plugin distributions both provide is given to neither (the error names both).
 """
 
 from __future__ import annotations
