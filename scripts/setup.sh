@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Creates .venv and installs tokenizer-zoo, its test and demo extras and the example plugin.
+$PIP install -e ".[test,demo]" -e plugins/tokenizer-zoo-bsq -e plugins/tokenizer-zoo-vqtorch
 # Idempotent: does nothing when the installed set matches the current project files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,5 +15,5 @@ PIP="$VENV/bin/python -m pip --disable-pip-version-check -q"
 # torch / torchvision first, pinned to the releases that lie on this machine's disk, so no
 # other torch build is ever downloaded by a dependency's looser range.
 $PIP install "torch==2.14.1" "torchvision==0.29.1"
-$PIP install -e ".[test,demo]" -e plugins/tokenizer-zoo-bsq
+$PIP install -e ".[test,demo]" -e plugins/tokenizer-zoo-bsq -e plugins/tokenizer-zoo-vqtorch
 echo "$WANT" > "$STAMP"

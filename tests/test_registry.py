@@ -129,3 +129,19 @@ def test_plugin_clashing_with_a_builtin_name_is_reported_not_fatal(tmp_path, mon
     with pytest.warns(RuntimeWarning, match="clashing-plugin.*already registered"):
         reg.names()
     assert reg.get("lfq").__name__ == "LFQuantizer"
+
+
+def test_a_name_from_two_plugin_distributions_is_refused_with_both_names(tmp_path, monkeypatch):
+    for dist in ("first-twin-plugin", "second-twin-plugin"):
+        module = dist.replace("-", "_") + "_mod"
+        _write_fake_distribution(tmp_path, dist, module, "class Twin:\n    pass\n",
+                                 f"[tokenizer_zoo.quantizers]\ntwin = {module}:Twin\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    reg = Registry("quantizer", "tokenizer_zoo.quantizers")
+    with pytest.warns(RuntimeWarning, match="'twin' is provided by two distributions"):
+        names = reg.names()
+    assert "twin" not in names and "lfq" in names
+    with pytest.raises(PluginImportError) as info:
+        reg.get("twin")
+    assert "first-twin-plugin" in str(info.value) and "second-twin-plugin" in str(info.value)

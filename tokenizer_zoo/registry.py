@@ -15,7 +15,8 @@ their ``pyproject.toml``::
 The group is read once, the first time a name is missing or the full list is asked for. An
 entry point either points at a module whose import registers components, or directly at a
 class, which is then registered under the entry point's name. A plugin that fails to import
-is reported (with its distribution and the exception) and the other plugins keep working.
+is reported (with its distribution and the exception) and the other plugins keep working. A name
+that two plugin distributions both provide is given to neither (the error names both).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class PluginFailure:
     def describe(self) -> str:
         return (
             f"plugin {self.name!r} ({self.target}) from distribution {self.distribution!r} failed to "
-            f"import: {type(self.error).__name__}: {self.error}. Reinstall or fix that package, or "
+            f"load: {type(self.error).__name__}: {self.error}. Reinstall or fix that package, or "
             f"uninstall it (pip uninstall {self.distribution})."
         )
 
@@ -164,6 +165,7 @@ class Registry:
         try:
             loaded = entry_point.load()
             if isinstance(loaded, type) and loaded not in self._entries.values():
+                self._refuse_a_second_plugin(entry_point.name, distribution)
                 self.register(entry_point.name, loaded)
         except Exception as error:  # a broken or clashing plugin must not break the others
             failure = PluginFailure(entry_point.name, distribution, entry_point.value, error)
@@ -171,6 +173,17 @@ class Registry:
             warnings.warn(failure.describe(), RuntimeWarning, stacklevel=3)
         finally:
             self._loading_distribution = None
+
+    def _refuse_a_second_plugin(self, name: str, distribution: str) -> None:
+        """A name two plugin distributions provide is ambiguous: neither gets it (the core keeps its own names)."""
+        owner = self._sources.get(name)
+        if owner is None or owner in (CORE_DISTRIBUTION, distribution):
+            return
+        self._entries.pop(name, None)  # the source stays recorded, so a third claimant is refused too
+        raise RegistryError(
+            f"{self.kind} {name!r} is provided by two distributions, {owner!r} and {distribution!r}; uninstall one "
+            f"(pip uninstall {distribution}) or rename the entry point in one of them."
+        )
 
 
 def _qualname(obj: Any) -> str:

@@ -176,6 +176,9 @@ def signature_of(tokenizer, token_shape: tuple[int, ...] | None = None,
     _vocab_size(quantizer)
     if token_shape is None:
         trailing = (quantizer.config.dim // quantizer.config.bits_per_group,) if _is_binary(quantizer) else ()
+        positions = round(quantizer.bits_per_token / math.log2(_vocab_size(quantizer)))
+        if not trailing and positions > 1:  # several ids per token (residual levels, groups): (S, P)
+            trailing = (positions,)
         encoder_config = getattr(getattr(tokenizer, "encoder", None), "config", {})
         code_length = encoder_config.get("code_length") if hasattr(encoder_config, "get") else None
         token_shape = (int(code_length), *trailing) if code_length is not None else None
