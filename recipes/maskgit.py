@@ -39,6 +39,7 @@ from tokenizer_zoo.metrics.inception import InceptionFeatureExtractor, Inception
 from tokenizer_zoo.data.transforms import signed_to_unit, unit_to_signed  # noqa: E402
 from tokenizer_zoo.pipelines import TOKENIZER_PIPELINES, MaskGiTPipeline, load_pipeline  # noqa: E402
 from tokenizer_zoo.training.loop import RecipeConfig, Trainer, build_accelerator, config_yaml, ema_weights  # noqa: E402
+from tokenizer_zoo.training.preemption import ignore_stop_signals  # noqa: E402
 from tokenizer_zoo.training.maskgit import MaskedTokenTraining, cached_tokens  # noqa: E402
 from tokenizer_zoo.training.reporting import save_image_grid  # noqa: E402
 
@@ -231,7 +232,7 @@ def main(argv: list[str] | None = None) -> MaskGiTPipeline:
     schedule = get_scheduler("cosine", optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.max_steps)
     loader = DataLoader(TensorDataset(maskgit.split.split(tokens.indices), labels), batch_size=cfg.batch_size,
                         shuffle=True, drop_last=True, num_workers=cfg.num_workers,
-                        generator=torch.Generator().manual_seed(cfg.seed))
+                        generator=torch.Generator().manual_seed(cfg.seed), worker_init_fn=ignore_stop_signals)
     trainer = Trainer(cfg, accelerator, MaskedTokenTraining(maskgit), optimizer, loader, list(maskgit.parameters()),
                       checkpointed=(schedule,), name="maskgit")  # the schedule steps once per optimiser step
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +22,13 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from tokenizer_zoo.data import load_image_dataset
+from tokenizer_zoo.data.bad_images import SkipBadImages, collate_skipping
 from tokenizer_zoo.data.transforms import signed_to_unit, unit_to_signed
 from tokenizer_zoo.metrics.code_use import code_use
 from tokenizer_zoo.metrics.psnr import psnr
+from tokenizer_zoo.training.bad_images import BadImageLog
 from tokenizer_zoo.training.checkpoints import check_training_logs, resume, save_checkpoint
+from tokenizer_zoo.training.preemption import StopSignals, TrainingPreempted, ignore_stop_signals
 from tokenizer_zoo.training.reporting import resolve_mixed_precision, save_comparison_grid
 
 
@@ -80,6 +84,8 @@ class RecipeConfig:
     keep_checkpoints: int = 2
     eval_images: int = 16
     eval_steps: int = 25  # sampler steps for held-out reconstructions
+    strict: bool = False  # unreadable training images stop the run (default: skipped, counted and listed)
+    max_bad_fraction: float = 0.01  # stop when more of the training images read than this are unreadable
 
 
 @dataclass
@@ -94,7 +100,9 @@ def load_recipe_data(cfg: RecipeConfig, image_size: int) -> RecipeData:
                                    image_column=cfg.image_column, seed=cfg.seed)
     eval_set = load_image_dataset(cfg.eval_dataset, cfg.eval_split, image_size, train=False, image_column=cfg.image_column)
     eval_images = torch.stack([eval_set[i]["pixel_values"] for i in range(min(cfg.eval_images, len(eval_set)))])
-    loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True, num_workers=cfg.num_workers)
+    loader = DataLoader(SkipBadImages(train_set, strict=cfg.strict), batch_size=cfg.batch_size, shuffle=True,
+                        drop_last=True, num_workers=cfg.num_workers, collate_fn=collate_skipping,
+                        worker_init_fn=ignore_stop_signals)
     return RecipeData(loader, eval_images)
 
 
@@ -250,6 +258,7 @@ class Trainer:
         self.model, self.optimizer, self.loader = accelerator.prepare(model, optimizer, loader)
         accelerator.register_for_checkpointing(self.ema, *checkpointed)
         self.step = resume(accelerator, self.out)
+        self.bad_images = BadImageLog(accelerator, self.out / "logs", cfg.max_bad_fraction, cfg.dataset)
         if accelerator.is_main_process:
             accelerator.init_trackers(name, config={k: str(v) for k, v in dataclasses.asdict(cfg).items()})
 
@@ -274,27 +283,45 @@ class Trainer:
         accumulation = cfg.gradient_accumulation_steps
         progress = tqdm(total=cfg.max_steps, initial=self.step, desc=self.name, disable=not accelerator.is_main_process)
         first_step, micro, seconds, tick = self.step, self.step * accumulation, 0.0, time.perf_counter()
-        while self.step < cfg.max_steps and not stopped:
-            for batch in epoch_batches(accelerator, self.loader, self.step, accumulation):
-                output = accumulated_step(accelerator, self.model, self.optimizer, *inputs(batch, micro))
-                micro += 1
-                if not after_micro_step(accelerator, self.weight_norm, self.ema, self.trainable):
-                    continue
-                self.step += 1
-                progress.update(1)
-                logs = {**output.logs, **(after_step(self.step) if after_step else {})}
-                if self._due(cfg.log_every):
-                    log_metrics(accelerator, logs, self.step, progress)
-                if evaluate is not None and self._due(evaluate_every):
-                    seconds += time.perf_counter() - tick
-                    stopped = evaluate(self.step)
-                    self.model.train()  # evaluations may switch modules to eval mode
-                    tick = time.perf_counter()
-                if self._due(cfg.checkpoint_every) or stopped:
-                    save_checkpoint(accelerator, self.out, self.step, keep=cfg.keep_checkpoints)
-                if self.step >= cfg.max_steps or stopped:
-                    break
+        with StopSignals() as signals:
+            while self.step < cfg.max_steps and not stopped:
+                for batch in epoch_batches(accelerator, self.loader, self.step, accumulation):
+                    batch = self.bad_images.take(batch)
+                    output = accumulated_step(accelerator, self.model, self.optimizer, *inputs(batch, micro))
+                    micro += 1
+                    if not after_micro_step(accelerator, self.weight_norm, self.ema, self.trainable):
+                        continue
+                    self.step += 1
+                    progress.update(1)
+                    logs = {**output.logs, **(after_step(self.step) if after_step else {})}
+                    if self._due(cfg.log_every):
+                        log_metrics(accelerator, logs, self.step, progress)
+                    if evaluate is not None and self._due(evaluate_every):
+                        seconds += time.perf_counter() - tick
+                        stopped = evaluate(self.step)
+                        self.model.train()  # evaluations may switch modules to eval mode
+                        tick = time.perf_counter()
+                    saved = None
+                    if self._due(cfg.checkpoint_every) or stopped:
+                        saved = save_checkpoint(accelerator, self.out, self.step, keep=cfg.keep_checkpoints)
+                    signum = self.bad_images.agree(signals.received)
+                    if signum is not None:
+                        progress.close()
+                        self._stop_on_signal(signum, saved)
+                    if self.step >= cfg.max_steps or stopped:
+                        break
         progress.close()
         seconds += time.perf_counter() - tick
         samples = (self.step - first_step) * cfg.batch_size * accumulation * accelerator.num_processes
         return TrainingRun(self.step, stopped, round(samples / max(seconds, 1e-9), 2))
+
+    def _stop_on_signal(self, signum: int, saved: Path | None) -> None:
+        """Checkpoint the step just taken (unless ``saved`` already holds it), say where, and raise
+        :class:`TrainingPreempted` on every process."""
+        accelerator = self.accelerator
+        saved = saved or save_checkpoint(accelerator, self.out, self.step, keep=self.cfg.keep_checkpoints)
+        message = (f"stopped by {signal.Signals(signum).name} after step {self.step}: checkpoint {saved}; run the "
+                   f"same command to resume (exit code {128 + signum})")
+        accelerator.print(message)
+        accelerator.end_training()
+        raise TrainingPreempted(message, signum)
