@@ -1,12 +1,11 @@
 """Streamed image folders: split between processes, buffer-shuffled, endless, and resumable where they stopped."""
 
-import io
 import itertools
 
-import numpy as np
 import pytest
-from PIL import Image
+import torch
 
+from tests.training.streamed import grey_folder, levels
 from tokenizer_zoo.data import DatasetLoadError
 from tokenizer_zoo.data.bad_images import SKIPPED_KEY
 from tokenizer_zoo.data.streaming import load_streamed_images
@@ -14,19 +13,9 @@ from tokenizer_zoo.data.streaming import load_streamed_images
 COUNT = 10
 
 
-def _png(seed: int) -> bytes:
-    pixels = np.full((16, 16, 3), seed * 20, dtype=np.uint8)  # image i is the flat grey level 20 i
-    stream = io.BytesIO()
-    Image.fromarray(pixels).save(stream, "PNG")
-    return stream.getvalue()
-
-
 @pytest.fixture
 def folder(tmp_path):
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for index in range(COUNT):
-        (folder / f"{index:02d}.png").write_bytes(_png(index))
+    folder = grey_folder(tmp_path / "photos", COUNT)
     (folder / "05_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     return folder
 
@@ -36,7 +25,7 @@ def _stream(folder, tmp_path, **kwargs):
 
 
 def _levels(items) -> list[int]:
-    return [round((float(item["pixel_values"].mean()) + 1) * 127.5 / 20) for item in items]
+    return levels(torch.stack([item["pixel_values"] for item in items]))
 
 
 def test_processes_read_disjoint_parts_that_cover_the_folder_and_skip_bad_files(folder, tmp_path):

@@ -1,9 +1,12 @@
 """A tiny model trained by the shared Trainer on a streamed image folder (flat grey images: image i has level i),
 recording the levels of every batch it trains on. Used in-process and by tests/_stream_worker.py."""
 
+import io
 from types import SimpleNamespace
 
+import numpy as np
 import torch
+from PIL import Image
 from accelerate.state import AcceleratorState, GradientState
 from torch import nn
 
@@ -26,6 +29,16 @@ class GreyRegression(nn.Module):
         level = pixels.mean(dim=(1, 2, 3)).unsqueeze(1)
         loss = ((self.linear(level) - level**2) ** 2).mean()
         return SimpleNamespace(loss=loss, logs={"loss": loss.detach()})
+
+
+def grey_folder(folder, count: int = 7):
+    """``count`` flat grey 16 px PNGs, image i of grey level 20 i (:func:`levels` reads it back)."""
+    folder.mkdir(parents=True)
+    for index in range(count):
+        stream = io.BytesIO()
+        Image.fromarray(np.full((16, 16, 3), index * 20, dtype=np.uint8)).save(stream, "PNG")
+        (folder / f"{index:02d}.png").write_bytes(stream.getvalue())
+    return folder
 
 
 def levels(pixels: torch.Tensor) -> list[int]:

@@ -1,27 +1,17 @@
 """Unreadable training images: replaced by the next readable one, listed once per file, counted, and limited."""
 
-import io
-
-import numpy as np
 import pytest
 import torch
 from accelerate import Accelerator
-from PIL import Image
 
 from tests.recipes import run_recipe
+from tests.test_evaluate_bad_input import _png
 from tokenizer_zoo.data import InvalidImageError, load_image_dataset
 from tokenizer_zoo.data.bad_images import SKIPPED_KEY, SkipBadImages, TooManyBadImagesError, collate_skipping
 from tokenizer_zoo.training.bad_images import LOG_FILE, MIN_IMAGES_JUDGED, BadImageLog
 from tokenizer_zoo.training.loop import RecipeConfig, load_recipe_data
 
 BAD = ["c_empty.png", "f_truncated.png", "i_notes.jpg"]
-
-
-def _png(seed: int) -> bytes:
-    pixels = np.random.default_rng(seed).integers(0, 256, (32, 32, 3), dtype=np.uint8)
-    stream = io.BytesIO()
-    Image.fromarray(pixels).save(stream, "PNG")
-    return stream.getvalue()
 
 
 @pytest.fixture

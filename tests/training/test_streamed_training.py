@@ -1,6 +1,5 @@
 """The Trainer on a streamed image folder: a signal + resume continues the stream exactly where it stopped."""
 
-import io
 import itertools
 import json
 import os
@@ -9,29 +8,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from tests.training.signals import send_signals_during_training
-from tests.training.streamed import BATCH, levels, train_streamed
+from tests.training.streamed import BATCH, grey_folder, levels, train_streamed
 from tokenizer_zoo.data.streaming import load_streamed_images
 from tokenizer_zoo.training.checkpoints import checkpoint_dirs
 from tokenizer_zoo.training.preemption import TrainingPreempted
 from tokenizer_zoo.training.safe_state import load_state
 
 COUNT = 7  # an odd count: the 3rd step of batch 2 spans the epoch boundary
-
-
-def grey_folder(folder, count: int = COUNT):
-    """``count`` flat grey PNGs, image i of grey level 20 i (tests.training.streamed.levels reads it back)."""
-    folder.mkdir(parents=True)
-    for index in range(count):
-        stream = io.BytesIO()
-        Image.fromarray(np.full((16, 16, 3), index * 20, dtype=np.uint8)).save(stream, "PNG")
-        (folder / f"{index:02d}.png").write_bytes(stream.getvalue())
-    return folder
 
 
 def test_signal_and_resume_continue_the_stream_exactly(tmp_path, monkeypatch):
