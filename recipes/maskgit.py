@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from config import load_config  # noqa: E402
 
 from tokenizer_zoo.data import load_image_dataset  # noqa: E402
+from tokenizer_zoo.data.bad_images import SkipBadImages  # noqa: E402
 from tokenizer_zoo.errors import run_main  # noqa: E402
 from tokenizer_zoo.generation import MaskGiT  # noqa: E402
 from tokenizer_zoo.metrics.generation import PixelClassifier, generation_metrics, inception_features  # noqa: E402
@@ -159,7 +160,7 @@ def cache_tokens(cfg: MaskGiTConfig, accelerator) -> tuple:
     """The tokenizer (on the accelerator's device) and the dataset's cached tokens and labels."""
     tokenizer = load_pipeline(cfg.tokenizer, kinds=TOKENIZER_PIPELINES).to(accelerator.device)
     tokenizer.set_progress_bar_config(disable=True)
-    train_set = labelled_images(cfg, cfg.dataset, cfg.dataset_split, tokenizer.image_size)
+    train_set = SkipBadImages(labelled_images(cfg, cfg.dataset, cfg.dataset_split, tokenizer.image_size), cfg.strict)
     with accelerator.main_process_first():  # the main process encodes, the others read its file
         tokens = cached_tokens(Path(cfg.output_dir) / "tokens", tokenizer, train_set, cfg.dataset_split,
                                cfg.encode_batch_size, preset=tokenizer.info.get("preset"))

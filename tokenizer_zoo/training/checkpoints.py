@@ -69,8 +69,9 @@ def check_training_logs(accelerator, values: dict[str, float], step: int) -> Non
 def _registered(accelerator) -> dict[str, list]:
     """What Accelerate would checkpoint: prepared models, optimisers, schedulers and registered objects."""
     if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM):
-        raise CheckpointError(f"checkpoints support single-process and DDP training, not "
-                              f"{accelerator.distributed_type}")
+        raise CheckpointError(f"the recipes' safe checkpoints support one process and DDP, not "
+                              f"{accelerator.distributed_type}: launch without --use_fsdp / --use_deepspeed "
+                              "(accelerate launch --multi_gpu)")
     # the lists Accelerate's own save_state reads; Accelerate has no public accessor for them
     return {"models": [accelerator.unwrap_model(m) for m in accelerator._models], "optimizers": accelerator._optimizers,
             "schedulers": accelerator._schedulers, "objects": accelerator._custom_objects}
