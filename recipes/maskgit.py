@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from config import load_config  # noqa: E402
 
 from tokenizer_zoo.data import load_image_dataset  # noqa: E402
+from tokenizer_zoo.data.bad_images import SkipBadImages  # noqa: E402
 from tokenizer_zoo.errors import run_main  # noqa: E402
 from tokenizer_zoo.generation import MaskGiT  # noqa: E402
 from tokenizer_zoo.metrics.generation import PixelClassifier, generation_metrics, inception_features  # noqa: E402
@@ -39,6 +40,7 @@ from tokenizer_zoo.metrics.inception import InceptionFeatureExtractor, Inception
 from tokenizer_zoo.data.transforms import signed_to_unit, unit_to_signed  # noqa: E402
 from tokenizer_zoo.pipelines import TOKENIZER_PIPELINES, MaskGiTPipeline, load_pipeline  # noqa: E402
 from tokenizer_zoo.training.loop import RecipeConfig, Trainer, build_accelerator, config_yaml, ema_weights  # noqa: E402
+from tokenizer_zoo.training.preemption import ignore_stop_signals  # noqa: E402
 from tokenizer_zoo.training.maskgit import MaskedTokenTraining, cached_tokens  # noqa: E402
 from tokenizer_zoo.training.reporting import save_image_grid  # noqa: E402
 
@@ -158,7 +160,7 @@ def cache_tokens(cfg: MaskGiTConfig, accelerator) -> tuple:
     """The tokenizer (on the accelerator's device) and the dataset's cached tokens and labels."""
     tokenizer = load_pipeline(cfg.tokenizer, kinds=TOKENIZER_PIPELINES).to(accelerator.device)
     tokenizer.set_progress_bar_config(disable=True)
-    train_set = labelled_images(cfg, cfg.dataset, cfg.dataset_split, tokenizer.image_size)
+    train_set = SkipBadImages(labelled_images(cfg, cfg.dataset, cfg.dataset_split, tokenizer.image_size), cfg.strict)
     with accelerator.main_process_first():  # the main process encodes, the others read its file
         tokens = cached_tokens(Path(cfg.output_dir) / "tokens", tokenizer, train_set, cfg.dataset_split,
                                cfg.encode_batch_size, preset=tokenizer.info.get("preset"))
@@ -231,7 +233,7 @@ def main(argv: list[str] | None = None) -> MaskGiTPipeline:
     schedule = get_scheduler("cosine", optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.max_steps)
     loader = DataLoader(TensorDataset(maskgit.split.split(tokens.indices), labels), batch_size=cfg.batch_size,
                         shuffle=True, drop_last=True, num_workers=cfg.num_workers,
-                        generator=torch.Generator().manual_seed(cfg.seed))
+                        generator=torch.Generator().manual_seed(cfg.seed), worker_init_fn=ignore_stop_signals)
     trainer = Trainer(cfg, accelerator, MaskedTokenTraining(maskgit), optimizer, loader, list(maskgit.parameters()),
                       checkpointed=(schedule,), name="maskgit")  # the schedule steps once per optimiser step
 

@@ -36,10 +36,15 @@ def report(error: BaseException, prog: str, verbose: bool) -> int:
 
 
 def run_main(main: Callable[[list[str]], Any], prog: str, argv: list[str] | None = None) -> int:
-    """Run a recipe's ``main(argv)`` as a command: exit status 0, 1 with a one-line error, 130 on Ctrl-C."""
+    """Run a recipe's ``main(argv)`` as a command: exit status 0, 1 with a one-line error, 130 on Ctrl-C, and
+    ``128 + signal`` when training stopped on a signal after writing a checkpoint (the trainer printed where)."""
+    from tokenizer_zoo.training.preemption import TrainingPreempted
+
     argv, verbose = split_verbose(sys.argv[1:] if argv is None else list(argv))
     try:
         main(argv)
+    except TrainingPreempted as error:
+        return error.exit_code
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130

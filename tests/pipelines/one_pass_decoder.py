@@ -1,11 +1,16 @@
-"""A tiny one-pass (regression) decoder for testing TokenizerPipeline: linear codes -> pixels."""
+"""A tiny one-pass (regression) decoder for testing TokenizerPipeline: linear codes -> pixels.
+
+Registered as the decoder ``linear_test``, as a plugin would be: pipeline folders may only name registered classes."""
 
 import torch
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from einops import rearrange
 
+from tokenizer_zoo.registry import DECODERS
 
+
+@DECODERS.register("linear_test")
 class LinearTestDecoder(ModelMixin, ConfigMixin):
     is_generative = False
 

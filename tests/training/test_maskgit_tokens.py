@@ -5,7 +5,8 @@ import torch
 from torch.utils.data import Subset
 
 from tests.pipelines.conftest import tiny_pipeline
-from tokenizer_zoo.data import EmbeddedDigits, EmbeddedPhotos
+from tokenizer_zoo.data import EmbeddedDigits, EmbeddedPhotos, InvalidImageError
+from tokenizer_zoo.data.bad_images import SkipBadImages
 from tokenizer_zoo.training.maskgit import cached_tokens, encode_dataset, tokenizer_fingerprint
 
 
@@ -37,3 +38,33 @@ def test_fingerprint_follows_weights_and_unlabelled_data_is_refused():
     assert tokenizer_fingerprint(pipe) != first
     with pytest.raises(KeyError, match="labelled images"):
         encode_dataset(pipe, EmbeddedPhotos("eval", length=2))
+
+
+class OneUnreadable(torch.utils.data.Dataset):
+    """Four labelled digits whose item 1 cannot be read."""
+
+    def __init__(self):
+        self.digits = EmbeddedDigits("eval")
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, index):
+        if index == 1:
+            raise InvalidImageError("cannot read image file one.png: truncated")
+        return self.digits[index]
+
+    def file_name(self, index):
+        return f"{index}.png"
+
+
+def test_stage_2_tokens_skip_unreadable_images_and_name_them(capsys):
+    pipe = tiny_pipeline()
+    indices, labels = encode_dataset(pipe, SkipBadImages(OneUnreadable()), batch_size=4)
+    rows = [0, 2, 2, 3]  # the unreadable image is replaced by the next one
+    images = torch.stack([EmbeddedDigits("eval")[i]["pixel_values"] for i in rows])
+    assert torch.equal(indices, pipe.encode((images + 1) / 2).indices) and labels == [i % 10 for i in rows]
+    printed = capsys.readouterr()
+    assert "skipped unreadable image 1.png: cannot read image file one.png" in printed.out + printed.err
+    with pytest.raises(InvalidImageError):
+        encode_dataset(pipe, SkipBadImages(OneUnreadable(), strict=True), batch_size=4)

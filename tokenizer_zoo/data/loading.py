@@ -65,19 +65,26 @@ class HFImageDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         row = self.dataset[int(index)]
-        record = row[self.image_column]
-        if record is None:
-            raise DatasetLoadError(f"row {index} of {self.description} has no image in column {self.image_column!r}")
-        path, data = record.get("path"), record.get("bytes")
-        name = f"{_relative_name(path, self.root) or f'row {index}'} ({self.description})"
-        image = open_image(data if data is not None else path, name=name)
-        item = {"pixel_values": self.transform(image, name)}
+        item = {"pixel_values": read_image_record(row, self.image_column, self.transform, self.description, self.root,
+                                                  f"row {index}")}
         if self.label_column is not None:
             item["label"] = torch.tensor(int(row[self.label_column]))
         return item
 
     def __repr__(self) -> str:
         return f"HFImageDataset({self.description}, column={self.image_column!r}, {len(self)} images, {self.transform})"
+
+
+def read_image_record(row: dict, column: str, transform: ImageTransform, description: str, root: str | None,
+                      fallback: str) -> torch.Tensor:
+    """The transformed image of a row whose ``column`` is an undecoded ``datasets.Image`` record (path or bytes);
+    errors name the file (or ``fallback``) and ``description``."""
+    record = row[column]
+    if record is None:
+        raise DatasetLoadError(f"{fallback} of {description} has no image in column {column!r}")
+    path, data = record.get("path"), record.get("bytes")
+    name = f"{_relative_name(path, root) or fallback} ({description})"
+    return transform(open_image(data if data is not None else path, name=name), name)
 
 
 def _relative_name(path: str | None, root: str | None) -> str | None:
@@ -200,6 +207,7 @@ def _load_hf(name: str, split: str, data_dir: str | None, description: str, load
                 "Without network use 'embedded' or 'imagefolder:PATH'."
             )
         raise DatasetLoadError(f"could not load {description}: {type(error).__name__}: {error}. {hint}") from error
-    if not isinstance(dataset, datasets.Dataset):
-        raise DatasetLoadError(f"{description} did not load as a map-style datasets.Dataset (got {type(dataset).__name__}).")
+    expected = datasets.IterableDataset if load_kwargs.get("streaming") else datasets.Dataset
+    if not isinstance(dataset, expected):
+        raise DatasetLoadError(f"{description} did not load as a {expected.__name__} (got {type(dataset).__name__}).")
     return dataset

@@ -7,8 +7,10 @@ Besides diffusers' ``model_index.json``, a saved pipeline folder holds ``tokeniz
                                   "registry": "quantizers", "name": "bsq", "distribution": "tokenizer-zoo-bsq"}, ...},
      "info": {"preset": "flowmo_tiny", "bpp": 0.28, "dataset": "embedded", ...}}
 
-``from_pretrained`` first imports every plugin through its entry points, then checks that each
-component's module imports, and where it does not, names the distribution to install.
+``from_pretrained`` first imports every plugin through its entry points, checks each component of
+``model_index.json`` against the classes they and the zoo provide (:mod:`tokenizer_zoo.pipelines.allowlist`;
+nothing is imported on the folder's say-so), then checks that each component's module imports, and where
+it does not, names the distribution to install.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,9 @@ from diffusers import DiffusionPipeline
 
 from tokenizer_zoo.data.transforms import to_model_input
 from tokenizer_zoo.outputs import EncodeOutput
+from tokenizer_zoo.pipelines.allowlist import allowed_classes, check_component_classes
 from tokenizer_zoo.pipelines.arguments import check_arguments
-from tokenizer_zoo.pipelines.folders import check_component_files, check_finite_components, resolve_folder
+from tokenizer_zoo.pipelines.folders import INDEX_FILE, check_component_files, check_finite_components, resolve_folder
 from tokenizer_zoo.registry import ALL_REGISTRIES
 from tokenizer_zoo.validation import check_finite_input
 
@@ -70,13 +72,17 @@ def load_metadata(folder: str | os.PathLike) -> dict[str, Any]:
     return metadata
 
 
-def check_components_importable(folder: str | os.PathLike) -> None:
-    """Import plugins through their entry points, then every component module the folder names."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # broken plugins are reported below if needed
-        for registry in ALL_REGISTRIES.values():
-            registry.load_entry_points()
-    for part, record in load_metadata(folder).get("components", {}).items():
+def check_components_importable(folder: str | os.PathLike, pipeline: str) -> None:
+    """Import plugins through their entry points, check the components of ``model_index.json`` against the
+    classes they and the zoo provide, then import every component module the folder names."""
+    components = load_metadata(folder).get("components", {})
+    index = json.loads((Path(folder) / INDEX_FILE).read_text())
+    hints = {part: record["distribution"] for part, record in components.items()  # for the class model_index names
+             if "distribution" in record and [record.get("module"), record.get("class")] == index.get(part)}
+    check_component_classes(index, pipeline, hints)
+    for part, record in components.items():
+        if (record.get("module"), record.get("class")) not in allowed_classes(part):
+            continue  # model_index.json decides what loads; an unknown record is never imported
         try:
             importlib.import_module(record["module"])
         except ImportError as error:
@@ -109,12 +115,19 @@ class ZooPipelineMixin:
         folder = resolve_folder(pretrained_model_name_or_path,
                                 lambda name: DiffusionPipeline.download(name, **download))
         check_component_files(folder)
-        check_components_importable(folder)
+        check_components_importable(folder, cls.__name__)
         pipe = super().from_pretrained(folder, **{"use_safetensors": True, **kwargs})
         check_finite_components(pipe, folder)
         pipe.info = load_metadata(folder).get("info", {})
         pipe.source_folder = Path(folder)
         return pipe
+
+    @classmethod
+    def extract_init_dict(cls, config_dict: dict[str, Any], **kwargs):
+        """diffusers' reading of a config, after checking its components (what ``DiffusionPipeline.from_pretrained``
+        asks the pipeline class before it imports any component)."""
+        check_component_classes(config_dict, cls.__name__)
+        return super().extract_init_dict(config_dict, **kwargs)
 
 
 class TokenizerPipelineMixin(ZooPipelineMixin):

@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
+from tokenizer_zoo.pipelines.allowlist import is_component_entry
 from tokenizer_zoo.validation import check_finite_weights
 
 INDEX_FILE = "model_index.json"
@@ -59,12 +60,6 @@ def resolve_folder(name_or_path: str | os.PathLike, download: Callable[[str], st
                                   "(HF_HUB_OFFLINE=1 reads the local cache)") from error
 
 
-def _is_component(entry) -> bool:
-    """True for a component entry of ``model_index.json`` (``[library, class]``), not a config value (a list of
-    numbers, or ``[None, None]`` for an unset component)."""
-    return isinstance(entry, list) and len(entry) == 2 and all(isinstance(part, str) for part in entry)
-
-
 def check_component_files(folder: Path) -> None:
     """Name the component and the file when ``folder`` lacks what ``model_index.json`` promises."""
     index = folder / INDEX_FILE
@@ -72,7 +67,7 @@ def check_component_files(folder: Path) -> None:
         raise PipelineFolderError(f"{folder} has no {INDEX_FILE}: it is not a pipeline folder; give the folder "
                                   "written by save_pretrained")
     for name, entry in json.loads(index.read_text()).items():
-        if name.startswith("_") or not _is_component(entry):
+        if name.startswith("_") or not is_component_entry(entry):
             continue
         part = folder / name
         if not part.is_dir():

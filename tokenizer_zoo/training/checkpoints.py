@@ -7,7 +7,8 @@ A checkpoint folder ``output_dir/checkpoints/step_XXXXXXXX`` holds safetensors a
   dicts of what the recipe handed to ``accelerator.prepare`` (models, optimisers, schedulers) and to
   ``accelerator.register_for_checkpointing`` (EMA, forced weight norm, early stopping, ...), plus
   the gradient scaler of fp16 runs;
-* ``rng_state_P.{json,safetensors}``: the Python, numpy, torch and CUDA random states of process P.
+* ``rng_state_P.{json,safetensors}``: the Python, numpy, torch and CUDA random states of process P,
+  and where its part of a streamed dataset stood (``data``, :mod:`tokenizer_zoo.data.streaming`).
 
 Accelerate's own ``save_state``/``load_state`` are not used: they pickle the registered objects and
 unpickle them with ``weights_only=False``. Resume reads only the files above; anything else in the
@@ -25,7 +26,7 @@ import json
 import random
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -68,8 +69,9 @@ def check_training_logs(accelerator, values: dict[str, float], step: int) -> Non
 def _registered(accelerator) -> dict[str, list]:
     """What Accelerate would checkpoint: prepared models, optimisers, schedulers and registered objects."""
     if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM):
-        raise CheckpointError(f"checkpoints support single-process and DDP training, not "
-                              f"{accelerator.distributed_type}")
+        raise CheckpointError(f"the recipes' safe checkpoints support one process and DDP, not "
+                              f"{accelerator.distributed_type}: launch without --use_fsdp / --use_deepspeed "
+                              "(accelerate launch --multi_gpu)")
     # the lists Accelerate's own save_state reads; Accelerate has no public accessor for them
     return {"models": [accelerator.unwrap_model(m) for m in accelerator._models], "optimizers": accelerator._optimizers,
             "schedulers": accelerator._schedulers, "objects": accelerator._custom_objects}
@@ -95,8 +97,9 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(accelerator, output_dir: str | Path, step: int, keep: int = 2) -> Path:
-    """Save the full training state at ``step``; keep the newest ``keep`` checkpoints.
+def save_checkpoint(accelerator, output_dir: str | Path, step: int, keep: int = 2, data_state: dict | None = None) -> Path:
+    """Save the full training state at ``step``; keep the newest ``keep`` checkpoints. ``data_state``: this
+    process's own data position (a streamed dataset's ``state_dict``), saved beside its random state.
 
     Raises :class:`TrainingDivergedError` (on every process alike) instead of saving weights that hold NaN or inf.
     """
@@ -110,7 +113,8 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, keep: int = 
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    save_state(partial / RNG_STEM.format(accelerator.process_index), _rng_state())
+    process_state = _rng_state() if data_state is None else {**_rng_state(), "data": data_state}
+    save_state(partial / RNG_STEM.format(accelerator.process_index), process_state)
     if accelerator.is_main_process:
         state = {kind: [item.state_dict() for item in items] for kind, items in registered.items()}
         state.update(step=step, accelerator_step=accelerator.step,
@@ -142,8 +146,9 @@ def _read(folder: Path) -> dict[str, Any]:
                               "checkpoint before it") from None
 
 
-def resume(accelerator, output_dir: str | Path) -> int:
-    """Load the newest checkpoint under ``output_dir`` if any; return the step to continue from."""
+def resume(accelerator, output_dir: str | Path, restore_data: Callable[[dict], None] | None = None) -> int:
+    """Load the newest checkpoint under ``output_dir`` if any; return the step to continue from.
+    ``restore_data`` receives this process's ``data_state`` of :func:`save_checkpoint`."""
     found = checkpoint_dirs(output_dir)
     if not found:
         return 0
@@ -162,7 +167,13 @@ def resume(accelerator, output_dir: str | Path) -> int:
     accelerator.step = state["accelerator_step"]
     rng = folder / RNG_STEM.format(accelerator.process_index)
     if rng.with_name(rng.name + ".json").is_file():
-        _set_rng_state(load_state(rng))
+        process_state = load_state(rng)
+        _set_rng_state(process_state)
+        if restore_data is not None and "data" in process_state:
+            restore_data(process_state["data"])
+        elif restore_data is not None:
+            accelerator.print(f"{folder} holds no stream position for process {accelerator.process_index}: its "
+                              "part of the streamed dataset starts from the beginning")
     else:
         accelerator.print(f"{folder} has no random state for process {accelerator.process_index} "
                           "(written with fewer processes?): random draws will differ from an uninterrupted run")

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,17 +16,21 @@ from typing import Any, Callable, Iterator
 
 import torch
 import yaml
-from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from accelerate import Accelerator, PartialState
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, send_to_device, set_seed
 from diffusers.training_utils import EMAModel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from tokenizer_zoo.data import load_image_dataset
+from tokenizer_zoo.data.bad_images import SkipBadImages, collate_skipping
+from tokenizer_zoo.data.streaming import load_streamed_images
 from tokenizer_zoo.data.transforms import signed_to_unit, unit_to_signed
 from tokenizer_zoo.metrics.code_use import code_use
 from tokenizer_zoo.metrics.psnr import psnr
+from tokenizer_zoo.training.bad_images import BadImageLog
 from tokenizer_zoo.training.checkpoints import check_training_logs, resume, save_checkpoint
+from tokenizer_zoo.training.preemption import StopSignals, TrainingPreempted, ignore_stop_signals
 from tokenizer_zoo.training.reporting import resolve_mixed_precision, save_comparison_grid
 
 
@@ -80,6 +86,10 @@ class RecipeConfig:
     keep_checkpoints: int = 2
     eval_images: int = 16
     eval_steps: int = 25  # sampler steps for held-out reconstructions
+    dataset_streaming: bool = False  # read a Hub dataset or image folder as a stream (tokenizer_zoo.data.streaming)
+    shuffle_buffer: int = 1000  # examples in the shuffle buffer of a streamed dataset
+    strict: bool = False  # unreadable training images stop the run (default: skipped, counted and listed)
+    max_bad_fraction: float = 0.01  # stop when more of the training images read than this are unreadable
 
 
 @dataclass
@@ -90,12 +100,35 @@ class RecipeData:
 
 def load_recipe_data(cfg: RecipeConfig, image_size: int) -> RecipeData:
     """Training loader and held-out images of a recipe config's data settings."""
+    if cfg.dataset_streaming:
+        return _streamed_recipe_data(cfg, image_size)
     train_set = load_image_dataset(cfg.dataset, cfg.dataset_split, image_size, train=True,
                                    image_column=cfg.image_column, seed=cfg.seed)
     eval_set = load_image_dataset(cfg.eval_dataset, cfg.eval_split, image_size, train=False, image_column=cfg.image_column)
     eval_images = torch.stack([eval_set[i]["pixel_values"] for i in range(min(cfg.eval_images, len(eval_set)))])
-    loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True, num_workers=cfg.num_workers)
+    loader = DataLoader(SkipBadImages(train_set, strict=cfg.strict), batch_size=cfg.batch_size, shuffle=True,
+                        drop_last=True, num_workers=cfg.num_workers, collate_fn=collate_skipping,
+                        worker_init_fn=ignore_stop_signals)
     return RecipeData(loader, eval_images)
+
+
+def _streamed_recipe_data(cfg: RecipeConfig, image_size: int) -> RecipeData:
+    """This process's part of the streamed training set; the held-out images are the first of the evaluation
+    set, streamed too unless it is bundled."""
+    if cfg.num_workers:
+        raise ValueError(f"dataset_streaming=true reads the stream in the training process, so that checkpoints "
+                         f"hold its position: set num_workers=0 (not {cfg.num_workers})")
+    state = PartialState()
+    train_set = load_streamed_images(cfg.dataset, cfg.dataset_split, image_size, True, cfg.image_column, cfg.seed,
+                                     cfg.shuffle_buffer, state.process_index, state.num_processes, cfg.strict)
+    if cfg.eval_dataset in ("embedded", "digits"):
+        eval_set = load_image_dataset(cfg.eval_dataset, cfg.eval_split, image_size, train=False)
+        eval_items = (eval_set[i] for i in range(min(cfg.eval_images, len(eval_set))))
+    else:
+        eval_items = itertools.islice(load_streamed_images(cfg.eval_dataset, cfg.eval_split, image_size, False,
+                                                           cfg.image_column, strict=cfg.strict), cfg.eval_images)
+    eval_images = torch.stack([item["pixel_values"] for item in eval_items])
+    return RecipeData(DataLoader(train_set, batch_size=cfg.batch_size, collate_fn=collate_skipping), eval_images)
 
 
 def epoch_batches(accelerator: Accelerator, loader, step: int, gradient_accumulation_steps: int) -> Iterator:
@@ -238,7 +271,10 @@ class Trainer:
     Construction prepares ``model``, ``optimizer`` and ``loader`` with ``accelerator``, registers the EMA
     of ``trainable`` and ``checkpointed`` (objects with ``state_dict``) for checkpointing, and resumes from
     the newest checkpoint in ``cfg.output_dir`` (``self.step``). The model's ``forward(*inputs)`` returns
-    an output with ``.loss`` and ``.logs``.
+    an output with ``.loss`` and ``.logs``. A loader of a streamed dataset (an endless ``IterableDataset``
+    with ``state_dict``, already split between processes) is not prepared: its position is checkpointed
+    per process. :mod:`tokenizer_zoo.training.preemption` and :mod:`tokenizer_zoo.training.bad_images`
+    say what happens on a stop signal and with unreadable images.
     """
 
     def __init__(self, cfg: RecipeConfig, accelerator: Accelerator, model: torch.nn.Module, optimizer, loader,
@@ -247,9 +283,14 @@ class Trainer:
         self.cfg, self.accelerator, self.name = cfg, accelerator, name
         self.out, self.trainable, self.weight_norm = Path(cfg.output_dir), trainable, weight_norm
         self.ema = EMAModel(trainable, decay=cfg.ema_decay)
-        self.model, self.optimizer, self.loader = accelerator.prepare(model, optimizer, loader)
+        self.stream = loader.dataset if isinstance(loader.dataset, torch.utils.data.IterableDataset) else None
+        if self.stream is None:
+            self.model, self.optimizer, self.loader = accelerator.prepare(model, optimizer, loader)
+        else:
+            (self.model, self.optimizer), self.loader = accelerator.prepare(model, optimizer), loader
         accelerator.register_for_checkpointing(self.ema, *checkpointed)
-        self.step = resume(accelerator, self.out)
+        self.step = resume(accelerator, self.out, self.stream.load_state_dict if self.stream is not None else None)
+        self.bad_images = BadImageLog(accelerator, self.out / "logs", cfg.max_bad_fraction, cfg.dataset)
         if accelerator.is_main_process:
             accelerator.init_trackers(name, config={k: str(v) for k, v in dataclasses.asdict(cfg).items()})
 
@@ -259,6 +300,16 @@ class Trainer:
 
     def _due(self, every: int) -> bool:
         return self.step % every == 0 or self.step == self.cfg.max_steps
+
+    def _batches(self) -> Iterator:
+        """The batches from the current step on: the rest of the epoch, or the stream (endless) on this device."""
+        if self.stream is None:
+            return epoch_batches(self.accelerator, self.loader, self.step, self.cfg.gradient_accumulation_steps)
+        return (send_to_device(batch, self.accelerator.device) for batch in self.loader)
+
+    def _save(self) -> Path:
+        return save_checkpoint(self.accelerator, self.out, self.step, keep=self.cfg.keep_checkpoints,
+                               data_state=self.stream.state_dict() if self.stream is not None else None)
 
     def run(self, inputs: Callable[[Any, int], tuple], evaluate: Callable[[int], bool] | None = None,
             evaluate_every: int = 0, stopped: bool = False,
@@ -274,27 +325,45 @@ class Trainer:
         accumulation = cfg.gradient_accumulation_steps
         progress = tqdm(total=cfg.max_steps, initial=self.step, desc=self.name, disable=not accelerator.is_main_process)
         first_step, micro, seconds, tick = self.step, self.step * accumulation, 0.0, time.perf_counter()
-        while self.step < cfg.max_steps and not stopped:
-            for batch in epoch_batches(accelerator, self.loader, self.step, accumulation):
-                output = accumulated_step(accelerator, self.model, self.optimizer, *inputs(batch, micro))
-                micro += 1
-                if not after_micro_step(accelerator, self.weight_norm, self.ema, self.trainable):
-                    continue
-                self.step += 1
-                progress.update(1)
-                logs = {**output.logs, **(after_step(self.step) if after_step else {})}
-                if self._due(cfg.log_every):
-                    log_metrics(accelerator, logs, self.step, progress)
-                if evaluate is not None and self._due(evaluate_every):
-                    seconds += time.perf_counter() - tick
-                    stopped = evaluate(self.step)
-                    self.model.train()  # evaluations may switch modules to eval mode
-                    tick = time.perf_counter()
-                if self._due(cfg.checkpoint_every) or stopped:
-                    save_checkpoint(accelerator, self.out, self.step, keep=cfg.keep_checkpoints)
-                if self.step >= cfg.max_steps or stopped:
-                    break
+        with StopSignals() as signals:
+            while self.step < cfg.max_steps and not stopped:
+                for batch in self._batches():
+                    batch = self.bad_images.take(batch)
+                    output = accumulated_step(accelerator, self.model, self.optimizer, *inputs(batch, micro))
+                    micro += 1
+                    if not after_micro_step(accelerator, self.weight_norm, self.ema, self.trainable):
+                        continue
+                    self.step += 1
+                    progress.update(1)
+                    logs = {**output.logs, **(after_step(self.step) if after_step else {})}
+                    if self._due(cfg.log_every):
+                        log_metrics(accelerator, logs, self.step, progress)
+                    if evaluate is not None and self._due(evaluate_every):
+                        seconds += time.perf_counter() - tick
+                        stopped = evaluate(self.step)
+                        self.model.train()  # evaluations may switch modules to eval mode
+                        tick = time.perf_counter()
+                    saved = None
+                    if self._due(cfg.checkpoint_every) or stopped:
+                        saved = self._save()
+                    signum = self.bad_images.agree(signals.received)
+                    if signum is not None:
+                        progress.close()
+                        self._stop_on_signal(signum, saved)
+                    if self.step >= cfg.max_steps or stopped:
+                        break
         progress.close()
         seconds += time.perf_counter() - tick
         samples = (self.step - first_step) * cfg.batch_size * accumulation * accelerator.num_processes
         return TrainingRun(self.step, stopped, round(samples / max(seconds, 1e-9), 2))
+
+    def _stop_on_signal(self, signum: int, saved: Path | None) -> None:
+        """Checkpoint the step just taken (unless ``saved`` already holds it), say where, and raise
+        :class:`TrainingPreempted` on every process."""
+        accelerator = self.accelerator
+        saved = saved or self._save()
+        message = (f"stopped by {signal.Signals(signum).name} after step {self.step}: checkpoint {saved}; run the "
+                   f"same command to resume (exit code {128 + signum})")
+        accelerator.print(message)
+        accelerator.end_training()
+        raise TrainingPreempted(message, signum)

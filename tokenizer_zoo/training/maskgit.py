@@ -11,6 +11,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from tokenizer_zoo.data.bad_images import SKIPPED_KEY, collate_skipping
+
 from tokenizer_zoo.data.transforms import signed_to_unit
 from tokenizer_zoo.generation.maskgit import MaskedLossOutput, MaskGiT
 from tokenizer_zoo.tokens import TokenFile, load_tokens, save_tokens
@@ -45,7 +47,9 @@ def encode_dataset(pipe, dataset: Dataset, batch_size: int = 64, label_key: str 
                    description: str = "encoding") -> tuple[torch.Tensor, list[int]]:
     """Token indices (N, *token_shape) and class labels of every item of ``dataset``."""
     indices, labels = [], []
-    for batch in tqdm(DataLoader(dataset, batch_size=batch_size), desc=description):
+    for batch in tqdm(DataLoader(dataset, batch_size=batch_size, collate_fn=collate_skipping), desc=description):
+        for name, reason in batch.pop(SKIPPED_KEY):  # a SkipBadImages dataset replaced these by the next image
+            tqdm.write(f"skipped unreadable image {name}: {reason}")
         if label_key not in batch:
             raise KeyError(f"the dataset's items have no {label_key!r} (keys: {sorted(batch)}); a class-conditional "
                            "model needs labelled images (e.g. dataset=digits)")
