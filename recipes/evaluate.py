@@ -16,6 +16,8 @@ Writes to ``--output-dir`` (default ``MODEL/eval_DATASET``):
   table_row.md   a row in the layout of the FlowMo paper's Table 1: model, BPP, rFID, PSNR, SSIM, LPIPS
   grid.png       originals (odd rows) above their reconstructions (even rows), first batch
 ``--save-to-model`` also writes metrics.json into a local model folder, where model cards find it.
+``--model codec:NAME`` evaluates a reference codec (thumbnail_tiny, jpeg_tiny, webp_tiny; default output
+folder outputs/codecs/NAME/eval_DATASET); for JPEG and WebP ``bpp`` is what their files reached.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from tokenizer_zoo.metrics import ReconstructionFID, TokenStatistics, reconstruc
 from tokenizer_zoo.metrics.code_use import code_use
 from tokenizer_zoo.metrics.inception import InceptionFeatureExtractor, InceptionWeightsMissingError
 from tokenizer_zoo.pipelines import FlowMoPipeline
+from tokenizer_zoo.pipelines.codecs import CODEC_PREFIX, FileCodecPipeline, codec_pipeline
 from tokenizer_zoo.training.reporting import save_comparison_grid
 
 
@@ -70,6 +73,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def load_pipeline(model: str):
     try:
+        if model.startswith(CODEC_PREFIX):  # a reference codec: codec:thumbnail_tiny, codec:jpeg_tiny, ...
+            return codec_pipeline(model)
         return pipelines.load_pipeline(model, kinds=pipelines.TOKENIZER_PIPELINES)
     except ValueError as error:
         raise SystemExit(str(error)) from None
@@ -122,6 +127,8 @@ def build_metrics(pipe, args, device):
         tokens = TokenStatistics.for_quantizer(pipe.quantizer).to(device)
     except TypeError as error:  # continuous codes: no token ids, no bit rate
         tokens, skipped["tokens"] = None, str(error)
+    except AttributeError:  # a file codec: the BPP of its files is measured instead
+        tokens, skipped["tokens"] = None, "a file codec has no token ids; bpp is its files' size"
     for name, reason in skipped.items():
         print(f"skipping {name}: {reason}", file=sys.stderr)
     return pairwise.to(device), rfid, tokens, skipped
@@ -160,6 +167,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     start, grid, skipped, count = time.perf_counter(), None, [], 0
     code_scores = torch.zeros(3, dtype=torch.float64, device=accelerator.device)  # sums of two PSNRs, images
+    file_sums = torch.zeros(4, dtype=torch.float64, device=accelerator.device)  # bits, quality, images, pixels
     for index, batch in enumerate(tqdm(loader, desc="evaluate", disable=not accelerator.is_main_process)):
         skipped += batch["skipped"]
         images = batch["pixel_values"]
@@ -176,6 +184,9 @@ def main(argv: list[str] | None = None) -> dict:
             rfid.update(images, recon)
         if tokens is not None:
             tokens.update(encoded.indices, image_size=images.shape[-2:])
+        if isinstance(pipe, FileCodecPipeline):
+            file_sums += torch.tensor([sum(encoded.file_bits), sum(encoded.qualities), len(images),
+                                       images[:, 0].numel()], dtype=torch.float64, device=file_sums.device)
         if grid is None:
             grid = (images[:16].cpu(), recon[:16].cpu())
         if isinstance(pipe, FlowMoPipeline):
@@ -193,6 +204,9 @@ def main(argv: list[str] | None = None) -> dict:
         values["rfid"] = float(rfid.compute().fid)
     if tokens is not None:
         values.update({name: float(v) for name, v in tokens.compute().items()})
+    if isinstance(pipe, FileCodecPipeline):  # what the files reached, against pipe.bits_per_pixel
+        bits, qualities, coded, pixels = accelerator.reduce(file_sums, "sum").tolist()
+        values.update(bpp=bits / pixels, mean_quality=qualities / coded)
     if isinstance(pipe, FlowMoPipeline):
         code_sum, null_sum, scored = accelerator.reduce(code_scores, "sum").tolist()
         values.update(x0_psnr_code=code_sum / scored, x0_psnr_null=null_sum / scored,
@@ -203,7 +217,9 @@ def main(argv: list[str] | None = None) -> dict:
               "lpips_backbones": args.lpips, "metrics": values, "skipped_metrics": skipped_metrics, "skipped": skipped,
               "seconds": round(time.perf_counter() - start, 2), "processes": accelerator.num_processes}
     if accelerator.is_main_process:
-        out = Path(args.output_dir or Path(args.model) / f"eval_{args.dataset.replace(':', '_').replace('/', '_')}")
+        model_dir = Path("outputs/codecs", args.model.removeprefix(CODEC_PREFIX)) if args.model.startswith(
+            CODEC_PREFIX) else Path(args.model)
+        out = Path(args.output_dir or model_dir / f"eval_{args.dataset.replace(':', '_').replace('/', '_')}")
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(result, indent=2))
         (out / "table_row.md").write_text(table_row(args.name or args.model, values))

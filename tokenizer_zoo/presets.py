@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -311,6 +312,23 @@ def titok_hi() -> TokenizerPreset:
 def titok_tiny() -> TokenizerPreset:
     return titok_preset(flowmo_tiny(), "titok_tiny", "flowmo_tiny encoder + LFQ, one-pass MMDiT decoder, 32 px, "
                                                      "0.2813 BPP")
+
+
+def thumbnail_preset(name: str, image_size: int, code_length: int, bits_per_token: int) -> TokenizerPreset:
+    """The parameter-free thumbnail codec (:mod:`tokenizer_zoo.encoders.thumbnail`): cell means on a
+    square grid of ``code_length`` tokens, FSQ with exactly ``bits_per_token`` bits (2^k levels a channel,
+    the spare bits to green, then red), bicubic upsampling."""
+    levels = [2 ** (bits_per_token // 3 + (channel < bits_per_token % 3)) for channel in (1, 0, 2)]
+    shape = dict(image_size=image_size, code_length=code_length, levels=levels)
+    return TokenizerPreset(name=name, image_size=image_size, encoder=ComponentSpec("thumbnail", dict(shape)),
+                           quantizer=_fsq(levels), decoder=ComponentSpec("thumbnail", dict(shape)),
+                           description=f"reference codec: {math.isqrt(code_length)}^2 mean colours, "
+                                       f"{bits_per_token} bits a token (FSQ {levels}), bicubic upsampling")
+
+
+@register_preset
+def thumbnail_tiny() -> TokenizerPreset:
+    return thumbnail_preset("thumbnail_tiny", image_size=32, code_length=16, bits_per_token=18)
 
 
 # Each baseline and the FlowMo preset whose bit budget (BPP) it matches exactly.

@@ -3,5 +3,6 @@
 from tokenizer_zoo.decoders.cnn import CNNDecoder
 from tokenizer_zoo.decoders.flowmo import FlowMoDecoder
 from tokenizer_zoo.decoders.regression import RegressionDecoder
+from tokenizer_zoo.decoders.thumbnail import ThumbnailDecoder
 
-__all__ = ["CNNDecoder", "FlowMoDecoder", "RegressionDecoder"]
+__all__ = ["CNNDecoder", "FlowMoDecoder", "RegressionDecoder", "ThumbnailDecoder"]

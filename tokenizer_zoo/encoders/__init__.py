@@ -2,5 +2,6 @@
 
 from tokenizer_zoo.encoders.cnn import CNNEncoder
 from tokenizer_zoo.encoders.flowmo import FlowMoEncoder
+from tokenizer_zoo.encoders.thumbnail import ThumbnailEncoder
 
-__all__ = ["CNNEncoder", "FlowMoEncoder"]
+__all__ = ["CNNEncoder", "FlowMoEncoder", "ThumbnailEncoder"]
