@@ -23,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from tokenizer_zoo.pipelines import TOKENIZER_PIPELINES, load_pipeline
+from tokenizer_zoo.pipelines.codecs import CODEC_PREFIX, CODECS, codec_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "compare_tiny.md"
@@ -34,9 +35,10 @@ def run(*command: str) -> None:
         raise SystemExit(f"failed ({done.returncode}): {' '.join(command)}")
 
 
-def codec_time_and_params(folder: Path, batch: int = 16, repeats: int = 2) -> tuple[float, int]:
+def codec_time_and_params(folder: Path | str, batch: int = 16, repeats: int = 2) -> tuple[float, int]:
     """Encode plus decode seconds per image (25 steps for diffusion decoders, best of ``repeats``) and parameters."""
-    pipe = load_pipeline(folder, kinds=TOKENIZER_PIPELINES)
+    is_codec = str(folder).startswith(CODEC_PREFIX)
+    pipe = codec_pipeline(str(folder)) if is_codec else load_pipeline(folder, kinds=TOKENIZER_PIPELINES)
     pipe.set_progress_bar_config(disable=True)
     images = torch.rand(batch, 3, pipe.image_size, pipe.image_size)
     best = float("inf")
@@ -44,7 +46,8 @@ def codec_time_and_params(folder: Path, batch: int = 16, repeats: int = 2) -> tu
         start = time.perf_counter()
         pipe(images, num_inference_steps=25, generator=torch.Generator().manual_seed(0), output_type="pt")
         best = min(best, time.perf_counter() - start)
-    params = sum(p.numel() for m in (pipe.encoder, pipe.quantizer, pipe.decoder) for p in m.parameters())
+    params = 0 if is_codec else sum(p.numel() for m in (pipe.encoder, pipe.quantizer, pipe.decoder)
+                                    for p in m.parameters())
     return best / batch, params
 
 
@@ -53,6 +56,7 @@ def main() -> None:
     parser.add_argument("--presets", nargs="+", default=["flowmo_tiny", "titok_tiny", "cnn_lfq_tiny"])
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--no-1b", action="store_true")
+    parser.add_argument("--codecs", nargs="*", default=sorted(CODECS), help="reference codecs to add as rows")
     parser.add_argument("--work-dir", default="outputs/compare_tiny")
     parser.add_argument("--reuse", action="store_true", help="evaluate pipelines already trained in --work-dir "
                         "instead of training them again")
@@ -68,19 +72,25 @@ def main() -> None:
         run("recipes/flowmo_1b.py", f"init_from={models['flowmo_tiny']}", f"output_dir={work / 'flowmo_tiny_1b'}")
         models["flowmo_tiny + 1B"] = work / "flowmo_tiny_1b" / "pipeline"
 
+    models.update({codec: CODEC_PREFIX + codec for codec in args.codecs})
+
     rows = []
     for name, folder in tqdm(models.items(), desc="evaluate"):
+        is_codec = str(folder).startswith(CODEC_PREFIX)
+        out = work / "codecs" / name if is_codec else folder.parent / "eval"
         run("recipes/evaluate.py", "--model", str(folder), "--dataset", "embedded", "--name", name,
-            "--output-dir", str(folder.parent / "eval"))
-        result = json.loads((folder.parent / "eval" / "metrics.json").read_text())
-        info = json.loads((folder / "tokenizer_zoo.json").read_text())["info"]
+            "--output-dir", str(out))
+        result = json.loads((out / "metrics.json").read_text())
+        info = {} if is_codec else json.loads((folder / "tokenizer_zoo.json").read_text())["info"]
         seconds, params = codec_time_and_params(folder)
         rows.append((name, result["metrics"], params, info.get("train_images_per_second"), seconds))
 
     lines = [f"# Tiny tokenizers compared ({args.steps} steps at batch 16 each, embedded photographs, 2 CPU cores)", "",
              "Held-out: the 64 embedded evaluation crops at 32 px; diffusion decoders sample 25 steps, rho 4, "
              "guidance 1.5. Training images/s excludes held-out reports (FlowMo + 1B: the 1A figure). "
-             "Code gain: one-step PSNR at t = 1 with the true minus with the null code (diffusion decoders only).", "",
+             "Code gain: one-step PSNR at t = 1 with the true minus with the null code (diffusion decoders only). "
+             "Reference codecs (no parameters): JPEG and WebP at the quality closest to the BPP; their BPP is what "
+             "their files reached.", "",
              "| tokenizer | BPP | PSNR | code gain (dB) | SSIM | LPIPS-VGG | rFID | params (M) | train images/s "
              "| encode+decode ms/image |",
              "|---|---|---|---|---|---|---|---|---|---|"]
