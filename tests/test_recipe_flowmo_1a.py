@@ -1,8 +1,10 @@
 """End-to-end tests of recipes/flowmo_1a.py: resume equality and two-process data parallelism."""
 
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -34,7 +36,14 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def test_resume_equals_uninterrupted_training(tmp_path):
+    start = time.perf_counter()
     _run(FAST + [f"output_dir={tmp_path / 'straight'}", "max_steps=6", "checkpoint_every=3"])
+    elapsed = time.perf_counter() - start
+    # the phases benchmarks/main_job.py reports cover the whole run, each once
+    phases = json.loads((tmp_path / "straight" / "phases.json").read_text())
+    assert list(phases["wall_seconds"]) == ["set_up", "evaluation", "first step (compile warm-up)", "training", "saving"]
+    assert 0.8 * elapsed <= sum(phases["wall_seconds"].values()) <= elapsed
+    assert all(seconds >= 0 for seconds in phases["cpu_seconds"].values())
     _run(FAST + [f"output_dir={tmp_path / 'resumed'}", "max_steps=3", "checkpoint_every=3"])
     _run(FAST + [f"output_dir={tmp_path / 'resumed'}", "max_steps=6", "checkpoint_every=3"])
     straight, resumed = _weights(tmp_path / "straight" / "pipeline"), _weights(tmp_path / "resumed" / "pipeline")
