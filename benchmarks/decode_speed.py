@@ -17,7 +17,7 @@ import argparse
 import time
 
 import torch
-from speed_common import NO_NATIVE_BF16, header, matmul_peak, native_bf16_flags, side_by_side
+from speed_common import bf16_cells, header, matmul_peak, native_bf16_flags, side_by_side
 from torch.utils.flop_counter import FlopCounterMode
 
 from tokenizer_zoo.pipelines import FlowMoPipeline
@@ -91,11 +91,7 @@ def main() -> None:
         e, c = times["eager"], times["compiled"]
         row = (f"| {label} | {1e3 * e / args.batch:.2f} | {1e3 * c / args.batch:.2f} | {e / c:.2f}x | "
                f"{100 * flops / e / peak:.0f}% | {100 * flops / c / peak:.0f}%")
-        if bf16:
-            row += f" | {1e3 * times['eager bf16'] / args.batch:.2f} | {e / times['eager bf16']:.2f}x"
-        elif args.bf16:
-            row += f" | {NO_NATIVE_BF16} | {NO_NATIVE_BF16}"
-        print(row + " |")
+        print(row + bf16_cells(args.bf16, e, times.get("eager bf16"), 1e3 / args.batch, 2) + " |")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import argparse
 import time
 
 import torch
-from speed_common import NO_NATIVE_BF16, header, matmul_peak, native_bf16_flags, side_by_side
+from speed_common import bf16_cells, header, matmul_peak, native_bf16_flags, side_by_side
 from torch.utils.flop_counter import FlopCounterMode
 
 from tokenizer_zoo.losses import FlowMatchingLoss
@@ -86,11 +86,7 @@ def main() -> None:
         row = (f"| {preset} | {r['batch']} | {flops / 1e9:.1f} | {r['eager']:.4f} | {r['compiled']:.4f} | "
                f"{r['eager'] / r['compiled']:.2f}x | {100 * flops / r['eager'] / peak:.0f}% | "
                f"{100 * flops / r['compiled'] / peak:.0f}% | {r['compile_s']:.0f}")
-        if bf16:
-            row += f" | {r['eager bf16']:.4f} | {r['eager'] / r['eager bf16']:.2f}x"
-        elif args.bf16:
-            row += f" | {NO_NATIVE_BF16} | {NO_NATIVE_BF16}"
-        print(row + " |")
+        print(row + bf16_cells(args.bf16, r["eager"], r.get("eager bf16")) + " |")
 
 
 if __name__ == "__main__":
