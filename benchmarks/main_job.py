@@ -10,7 +10,10 @@ start-up (Python imports, ``accelerate launch``), then what recipes/flowmo_1a.py
 training step (with a compiled model: the compile warm-up), training, held-out evaluations, saving. Each
 phase is given as wall seconds and CPU seconds (all processes of the phase); wall time on a machine that
 other jobs share is inflated, so the load average is written beside it, and CPU seconds / cores is the
-wall time the phase would take on idle cores. Writes benchmarks/results/main_job.md.
+wall time the phase would take on idle cores -- but only roughly: on an oversubscribed machine the OpenMP
+threads of torch spin while they wait for each other, which inflates CPU seconds too (a training step of
+the tiny recipe took 1.0 CPU s on one thread, ~10 CPU s on two threads at load 14). The figure that counts
+is wall time on an idle machine. Writes benchmarks/results/main_job.md.
 """
 
 from __future__ import annotations
