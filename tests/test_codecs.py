@@ -12,7 +12,7 @@ from skimage.metrics import peak_signal_noise_ratio
 
 from tests.recipes import run_recipe
 from tokenizer_zoo.data import load_image_dataset
-from tokenizer_zoo.pipelines import TokenizerPipeline
+from tokenizer_zoo.pipelines import TokenizerPipeline, load_pipeline
 from tokenizer_zoo.pipelines.codecs import FORMATS, CodecTokens, codec_pipeline
 from tokenizer_zoo.presets import build_tokenizer, get_preset, thumbnail_preset
 
@@ -55,7 +55,17 @@ def test_thumbnail_is_a_hand_computed_thumbnail():
     assert pipe.bits_per_pixel == get_preset("flowmo_tiny").bpp == 16 * 18 / 32**2
 
 
-@pytest.mark.parametrize("bits", [1 * 3, 20, 22])
+def test_thumbnail_saves_and_loads_as_a_pipeline_folder(tmp_path):
+    pipe = codec_pipeline("thumbnail_tiny")
+    pipe.save_pretrained(tmp_path)
+    loaded = load_pipeline(tmp_path)
+    images = torch.rand(2, 3, 32, 32)
+    assert type(loaded) is TokenizerPipeline and loaded.info["preset"] == "thumbnail_tiny"
+    torch.testing.assert_close(loaded(images, output_type="pt").images, pipe(images, output_type="pt").images,
+                               rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("bits", [3, 20, 22])
 def test_thumbnail_spends_exactly_the_bits_it_is_given(bits):
     preset = thumbnail_preset("t", image_size=32, code_length=64, bits_per_token=bits)
     assert preset.bits_per_token == bits and preset.bpp == 64 * bits / 32**2
