@@ -26,6 +26,9 @@ Baselines (:data:`BASELINE_PRESETS`), each at exactly the BPP of the FlowMo pres
 | titok_hi     | flowmo 768/8, 107.6 M   | lfq 56 (4 x 14)  | regression 1152/16, 502 M | 256   | 256 x 56      | 0.2188 | flowmo_hi   |
 | titok_tiny   | flowmo 96/2, 0.36 M     | lfq 18 (2 x 9)   | regression 128/3, 1.04 M  | 32    | 16 x 18       | 0.2813 | flowmo_tiny |
 
+Reference codec (no parameters): ``thumbnail_tiny``, the 4 x 4 mean colours at flowmo_tiny's 16 x 18 bits
+(FSQ 64^3), upsampled bicubically (:func:`thumbnail_preset` for other grids and bit counts).
+
 The CNN presets use VQGAN's f=16 layout (channels 128-128-256-256-512, 2 ResNet blocks a level); the
 regression decoder has the FlowMo decoder's width and depth without time modulation (so fewer
 parameters). There is no VQ preset: equal BPP needs 18 bits per token on a square grid (f=16 at
