@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from tokenizer_zoo.evaluation.compare import CompareSettings, compare
 from tokenizer_zoo.evaluation.models import ModelSpec
 from tokenizer_zoo.evaluation.report import markdown, write_report
+from tokenizer_zoo.pipelines.codecs import CODEC_PREFIX
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "compare_tiny.md"
@@ -41,6 +42,8 @@ def main() -> None:
     parser.add_argument("--presets", nargs="+", default=PRESETS)
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--no-1b", action="store_true")
+    parser.add_argument("--codecs", nargs="*", default=["thumbnail_tiny"],
+                        help="parameter-free reference codecs to add as rows (tokenizer_zoo.pipelines.codecs)")
     parser.add_argument("--work-dir", default="outputs/compare_tiny")
     parser.add_argument("--reuse", action="store_true", help="compare pipelines already trained in --work-dir "
                         "instead of training them again")
@@ -59,6 +62,7 @@ def main() -> None:
             run("recipes/flowmo_1b.py", f"init_from={models['flowmo_tiny']}", f"output_dir={work / 'flowmo_tiny_1b'}")
         models["flowmo_tiny + 1B"] = work / "flowmo_tiny_1b" / "pipeline"
 
+    models.update({codec: CODEC_PREFIX + codec for codec in args.codecs})
     result = compare([ModelSpec(name, str(folder)) for name, folder in models.items()],
                      CompareSettings(dataset="embedded", steps=25, guidance=1.5))
     write_report(result, args.results.with_suffix(""))

@@ -1,13 +1,14 @@
 """FlowMo decoding, eager and compiled side by side: one decoder call (NFE) and whole decodes.
 
-    python benchmarks/decode_speed.py [--model outputs/flowmo_1a_tiny/pipeline] [--steps 25 8] [--batch 16]
+    python benchmarks/decode_speed.py [--model outputs/flowmo_1a_tiny/pipeline] [--steps 25 8] [--batch 16] [--bf16]
 
 Without --model, a freshly initialised flowmo_tiny pipeline is timed (the time does not depend on the
 weights). "compiled" is the diffusers idiom ``pipe.decoder = torch.compile(pipe.decoder)`` (Inductor);
 the scheduler step is not compiled (one elementwise update per step). Decodes use guidance 1.5 inside
 the default interval, one batched call per guided step. Eager and compiled runs are interleaved (best of
 ``--repeats``); FLOPs are counted by torch's FlopCounterMode and compared with the float32 ``torch.mm``
-peak measured in the same run.
+peak measured in the same run. ``--bf16`` adds the eager pipeline under bf16 autocast, on CPUs with native
+bf16 (avx512_bf16, amx_bf16); elsewhere its column says "not measured: no native bf16".
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import argparse
 import time
 
 import torch
-from speed_common import header, matmul_peak, side_by_side
+from speed_common import bf16_cells, header, matmul_peak, native_bf16_flags, side_by_side
 from torch.utils.flop_counter import FlopCounterMode
 
 from tokenizer_zoo.pipelines import FlowMoPipeline
@@ -44,7 +45,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs="+", default=[25, 8])
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--bf16", action="store_true", help="also time the eager pipeline under bf16 autocast")
     args = parser.parse_args()
+    bf16 = args.bf16 and bool(native_bf16_flags())
     peak = matmul_peak()
     eager = load(args.model)
     eager.set_progress_bar_config(disable=True)
@@ -55,13 +58,21 @@ def main() -> None:
     codes = eager.encode(torch.rand(args.batch, 3, size, size)).codes  # images in [0, 1]
     x, t = torch.randn(args.batch, 3, size, size), torch.full((args.batch,), 0.7)
 
+    variants = {"eager": (eager, False), "compiled": (compiled, False), **({"eager bf16": (eager, True)} if bf16 else {})}
+
+    def autocast(fn, on: bool):
+        def call():
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=on):
+                return fn()
+        return call
+
     rows = []  # (label, {variant: fn}, flops)
-    nfe = {name: (lambda p=pipe: p.decoder(codes, x, t)) for name, pipe in (("eager", eager), ("compiled", compiled))}
+    nfe = {name: autocast(lambda p=pipe: p.decoder(codes, x, t), on) for name, (pipe, on) in variants.items()}
     rows.append((f"one decoder call (NFE), batch {args.batch}", nfe, flops_of(nfe["eager"])))
     for steps in args.steps:
-        decode = {name: (lambda p=pipe, n=steps: p.decode(codes, num_inference_steps=n, output_type="pt",
-                                                           generator=torch.Generator().manual_seed(0)))
-                  for name, pipe in (("eager", eager), ("compiled", compiled))}
+        decode = {name: autocast(lambda p=pipe, n=steps: p.decode(codes, num_inference_steps=n, output_type="pt",
+                                                                    generator=torch.Generator().manual_seed(0)), on)
+                  for name, (pipe, on) in variants.items()}
         rows.append((f"{steps}-step decode, guidance 1.5", decode, flops_of(decode["eager"])))
 
     with torch.no_grad():
@@ -72,13 +83,15 @@ def main() -> None:
 
     print(header(peak))
     print(f"{type(eager).__name__}, {size} px, batch {args.batch}; compiling took {compile_seconds:.0f} s")
+    extra = " | eager bf16 ms / image | bf16 / fp32 speed" if args.bf16 else ""
     print("| measure | eager ms / image | compiled ms / image | compiled / eager speed | eager % of peak | "
-          "compiled % of peak |")
-    print("|---|---|---|---|---|---|")
+          f"compiled % of peak{extra} |")
+    print("|---" * (6 + 2 * args.bf16) + "|")
     for label, times, flops in results:
         e, c = times["eager"], times["compiled"]
-        print(f"| {label} | {1e3 * e / args.batch:.2f} | {1e3 * c / args.batch:.2f} | {e / c:.2f}x | "
-              f"{100 * flops / e / peak:.0f}% | {100 * flops / c / peak:.0f}% |")
+        row = (f"| {label} | {1e3 * e / args.batch:.2f} | {1e3 * c / args.batch:.2f} | {e / c:.2f}x | "
+               f"{100 * flops / e / peak:.0f}% | {100 * flops / c / peak:.0f}%")
+        print(row + bf16_cells(args.bf16, e, times.get("eager bf16"), 1e3 / args.batch, 2) + " |")
 
 
 if __name__ == "__main__":

@@ -19,11 +19,30 @@ def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
     return 2 * n**3 / best_time(lambda: torch.mm(a, b), repeats)
 
 
-def cpu_bf16_line() -> str:
-    """Which native bf16 instructions the CPU has, and what that means for ``mixed_precision=bf16``."""
+NO_NATIVE_BF16 = "not measured: no native bf16"
+
+
+def native_bf16_flags() -> list[str]:
+    """The CPU's native bf16 instruction flags of ``BF16_FLAGS`` (empty: bf16 is emulated)."""
     cpuinfo = Path("/proc/cpuinfo")
     flags = set(cpuinfo.read_text().split()) if cpuinfo.is_file() else set()
-    have = [flag for flag in BF16_FLAGS if flag in flags]
+    return [flag for flag in BF16_FLAGS if flag in flags]
+
+
+def bf16_cells(requested: bool, fp32_seconds: float, bf16_seconds: float | None, scale: float = 1.0,
+               digits: int = 4) -> str:
+    """The two bf16 cells of a table row (time x ``scale``, bf16 / fp32 speed): empty when bf16 was not
+    asked for, "not measured: no native bf16" when it was asked for but not timed."""
+    if not requested:
+        return ""
+    if bf16_seconds is None:
+        return f" | {NO_NATIVE_BF16} | {NO_NATIVE_BF16}"
+    return f" | {bf16_seconds * scale:.{digits}f} | {fp32_seconds / bf16_seconds:.2f}x"
+
+
+def cpu_bf16_line() -> str:
+    """Which native bf16 instructions the CPU has, and what that means for ``mixed_precision=bf16``."""
+    have = native_bf16_flags()
     if have:
         return f"CPU bf16 flags: {', '.join(have)} (native bf16: autocast is not emulated; whether it beats fp32 " \
                f"depends on the model's widths)"

@@ -7,7 +7,8 @@ is not part of the tokenizer), backward, Adam. "compiled" wraps the model in ``t
 as ``accelerate launch --dynamo_backend inductor`` does; the optimizer stays eager. Both variants share
 the weights and are timed in interleaved rounds (best of ``--repeats``). The model FLOPs of a step are
 counted by torch's FlopCounterMode and divided by the time and by the float32 ``torch.mm`` peak measured
-in the same run. ``--bf16`` adds an eager step under bf16 autocast (Accelerate's ``mixed_precision=bf16``).
+in the same run. ``--bf16`` adds an eager step under bf16 autocast (Accelerate's ``mixed_precision=bf16``) on
+CPUs with native bf16 (avx512_bf16, amx_bf16); elsewhere its cells say "not measured: no native bf16".
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import argparse
 import time
 
 import torch
-from speed_common import header, matmul_peak, side_by_side
+from speed_common import bf16_cells, header, matmul_peak, native_bf16_flags, side_by_side
 from torch.utils.flop_counter import FlopCounterMode
 
 from tokenizer_zoo.losses import FlowMatchingLoss
@@ -72,6 +73,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--bf16", action="store_true", help="also time an eager step under bf16 autocast")
     args = parser.parse_args()
+    bf16 = args.bf16 and bool(native_bf16_flags())
     peak = matmul_peak()
     print(header(peak))
     extra = " | eager bf16 s/step | bf16 / fp32 speed" if args.bf16 else ""
@@ -79,14 +81,12 @@ def main() -> None:
           f"eager % of peak | compiled % of peak | compile s{extra} |")
     print("|---" * (9 + 2 * args.bf16) + "|")
     for preset in args.presets:
-        r = measure(preset, args.repeats, args.bf16)
+        r = measure(preset, args.repeats, bf16)
         flops = r["flops"]
         row = (f"| {preset} | {r['batch']} | {flops / 1e9:.1f} | {r['eager']:.4f} | {r['compiled']:.4f} | "
                f"{r['eager'] / r['compiled']:.2f}x | {100 * flops / r['eager'] / peak:.0f}% | "
                f"{100 * flops / r['compiled'] / peak:.0f}% | {r['compile_s']:.0f}")
-        if args.bf16:
-            row += f" | {r['eager bf16']:.4f} | {r['eager'] / r['eager bf16']:.2f}x"
-        print(row + " |")
+        print(row + bf16_cells(args.bf16, r["eager"], r.get("eager bf16")) + " |")
 
 
 if __name__ == "__main__":

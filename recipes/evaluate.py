@@ -16,6 +16,8 @@ Writes to ``--output-dir`` (default ``MODEL/eval_DATASET``):
   table_row.md   a row in the layout of the FlowMo paper's Table 1: model, BPP, rFID, PSNR, SSIM, LPIPS
   grid.png       originals (odd rows) above their reconstructions (even rows), first batch
 ``--save-to-model`` also writes metrics.json into a local model folder, where model cards find it.
+``--model codec:NAME`` evaluates a reference codec (thumbnail_tiny, jpeg_tiny, webp_tiny; default output
+folder outputs/codecs/NAME/eval_DATASET); for JPEG and WebP ``bpp`` is what their files reached.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from tokenizer_zoo.evaluation.streaming import (ModelMetrics, batch_generator, b
                                                 gather_skipped, readable_subset, sampler_settings, unreadable)
 from tokenizer_zoo.metrics.code_use import code_use
 from tokenizer_zoo.pipelines import FlowMoPipeline
+from tokenizer_zoo.pipelines.codecs import CODEC_PREFIX, FileCodecPipeline, codec_pipeline
 from tokenizer_zoo.training.reporting import save_comparison_grid
 
 
@@ -67,6 +70,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def load_pipeline(model: str):
     try:
+        if model.startswith(CODEC_PREFIX):  # a reference codec: codec:thumbnail_tiny, codec:jpeg_tiny, ...
+            return codec_pipeline(model)
         return pipelines.load_pipeline(model, kinds=pipelines.TOKENIZER_PIPELINES)
     except ValueError as error:
         raise SystemExit(str(error)) from None
@@ -95,13 +100,15 @@ def main(argv: list[str] | None = None) -> dict:
         raise InvalidImageError(f"{len(bad)} of {len(data)} images cannot be read, first {bad[0]['file']}: "
                                 f"{bad[0]['reason']} (--strict; without it they are skipped and listed)")
     loader = batches(data, args.batch_size, accelerator)
-    metrics = ModelMetrics.build(pipe.quantizer, tuple(args.lpips), not args.no_fid, accelerator.device)
+    metrics = ModelMetrics.build(getattr(pipe, "quantizer", None), tuple(args.lpips), not args.no_fid,
+                                 accelerator.device)
     for name, reason in metrics.skipped.items():
         print(f"skipping {name}: {reason}", file=sys.stderr)
     sampler = sampler_settings(args.steps, args.rho, args.guidance, args.guidance_interval)
 
     start, grid, skipped, count = time.perf_counter(), None, [], 0
     code_scores = torch.zeros(3, dtype=torch.float64, device=accelerator.device)  # sums of two PSNRs, images
+    file_sums = torch.zeros(4, dtype=torch.float64, device=accelerator.device)  # bits, quality, images, pixels
     for index, batch in enumerate(tqdm(loader, desc="evaluate", disable=not accelerator.is_main_process)):
         skipped += batch["skipped"]
         images = batch["pixel_values"]
@@ -112,6 +119,9 @@ def main(argv: list[str] | None = None) -> dict:
         recon = unit_to_signed(pipe.decode(encoded, generator=batch_generator(args.seed, index, accelerator),
                                            output_type="pt", **sampler).images).to(images.dtype)
         metrics.update(images, recon, encoded.indices)
+        if isinstance(pipe, FileCodecPipeline):
+            file_sums += torch.tensor([sum(encoded.file_bits), sum(encoded.qualities), len(images),
+                                       images[:, 0].numel()], dtype=torch.float64, device=file_sums.device)
         if grid is None:
             grid = (images[:16].cpu(), recon[:16].cpu())
         if isinstance(pipe, FlowMoPipeline):
@@ -123,6 +133,9 @@ def main(argv: list[str] | None = None) -> dict:
     if not sum(gather_object([count])):
         raise InvalidImageError(f"none of the {len(data)} images of {args.dataset} [{split}] could be read")
     values = metrics.compute()
+    if isinstance(pipe, FileCodecPipeline):  # what the files reached, against pipe.bits_per_pixel
+        bits, qualities, coded, pixels = accelerator.reduce(file_sums, "sum").tolist()
+        values.update(bpp=bits / pixels, mean_quality=qualities / coded)
     if isinstance(pipe, FlowMoPipeline):
         code_sum, null_sum, scored = accelerator.reduce(code_scores, "sum").tolist()
         values.update(x0_psnr_code=code_sum / scored, x0_psnr_null=null_sum / scored,
@@ -133,7 +146,9 @@ def main(argv: list[str] | None = None) -> dict:
               "lpips_backbones": args.lpips, "metrics": values, "skipped_metrics": metrics.skipped, "skipped": skipped,
               "seconds": round(time.perf_counter() - start, 2), "processes": accelerator.num_processes}
     if accelerator.is_main_process:
-        out = Path(args.output_dir or Path(args.model) / f"eval_{args.dataset.replace(':', '_').replace('/', '_')}")
+        model_dir = Path("outputs/codecs", args.model.removeprefix(CODEC_PREFIX)) if args.model.startswith(
+            CODEC_PREFIX) else Path(args.model)
+        out = Path(args.output_dir or model_dir / f"eval_{args.dataset.replace(':', '_').replace('/', '_')}")
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(result, indent=2))
         bpp = None if "bpp" in values else pipe.bpp_label  # continuous codes: "continuous (N floats)"

@@ -29,6 +29,7 @@ from tokenizer_zoo.losses import PERCEPTUAL, FlowMatchingLoss  # noqa: E402
 from tokenizer_zoo.presets import build_tokenizer  # noqa: E402
 from tokenizer_zoo.training.loop import (RecipeConfig, Trainer, build_accelerator, ema_weights,  # noqa: E402
                                          heldout_metrics, load_recipe_data, save_recipe_pipeline)
+from tokenizer_zoo.training.phases import PhaseClock  # noqa: E402
 from tokenizer_zoo.training.regression import RegressionModel  # noqa: E402
 from tokenizer_zoo.training.stage1a import Stage1AModel, draw_flow_noise  # noqa: E402
 
@@ -75,10 +76,15 @@ def batch_inputs(model, accelerator, seed: int):
     return inputs
 
 
-def heldout_report(trainer: Trainer, images: torch.Tensor, cfg: Stage1AConfig, measured: dict):
+def heldout_report(trainer: Trainer, images: torch.Tensor, cfg: Stage1AConfig, measured: dict, clock: PhaseClock):
     """``evaluate(step)`` of the loop: held-out PSNR and a grid with the EMA weights (main process)."""
 
     def evaluate(step: int) -> bool:
+        with clock.timed("evaluation", before="training" if step else "set_up"):
+            report(step)
+        return False
+
+    def report(step: int) -> None:
         if trainer.accelerator.is_main_process:
             grid = trainer.out / "grids" / f"step_{step:08d}.png"
             with ema_weights(trainer.ema, trainer.trainable):
@@ -91,15 +97,17 @@ def heldout_report(trainer: Trainer, images: torch.Tensor, cfg: Stage1AConfig, m
                 gain = (f"; one step at t = 1: {metrics['x0_psnr_code']:.2f} dB with the code, "
                         f"{metrics['x0_psnr_null']:.2f} dB without, code gain {metrics['code_gain_db']:.2f} dB")
             trainer.accelerator.print(f"[step {step}] held-out PSNR {metrics['psnr']:.2f} dB{gain} (grid: {grid})")
-        return False
 
     return evaluate
 
 
-def freeze_encoder(optimizer, freeze_step: int | None):
-    """``after_step(step)`` of the loop: the encoder's learning rate is 0 from ``freeze_step`` on."""
+def after_steps(optimizer, freeze_step: int | None, clock: PhaseClock, first_step: int):
+    """``after_step(step)`` of the loop: the encoder's learning rate is 0 from ``freeze_step`` on; the
+    first step of the run is timed apart (with a compiled model it holds the compile warm-up)."""
 
     def after_step(step: int) -> dict:
+        if step == first_step + 1:
+            clock.lap("first step (compile warm-up)")
         if freeze_step is not None and step >= freeze_step:
             optimizer.param_groups[0]["lr"] = 0.0
         return {}
@@ -108,6 +116,7 @@ def freeze_encoder(optimizer, freeze_step: int | None):
 
 
 def main(argv: list[str] | None = None) -> torch.nn.Module:
+    clock = PhaseClock()
     cfg = load_config(Stage1AConfig, argv, "tiny.yaml", __doc__)
     accelerator = build_accelerator(Path(cfg.output_dir), cfg.mixed_precision, cfg.gradient_accumulation_steps, cfg.seed)
     model, parts = build_model(cfg)
@@ -123,11 +132,13 @@ def main(argv: list[str] | None = None) -> torch.nn.Module:
     trainer = Trainer(cfg, accelerator, model, optimizer, data.loader, trainable, weight_norm,
                       checkpointed=(weight_norm,) if weight_norm is not None else (), name=cfg.preset)
     measured: dict[str, float] = {}
-    evaluate = heldout_report(trainer, data.eval_images, cfg, measured)
+    evaluate = heldout_report(trainer, data.eval_images, cfg, measured, clock)
     if trainer.step == 0:
         evaluate(0)
+    clock.lap("set_up")
     run = trainer.run(batch_inputs(model, accelerator, cfg.seed), evaluate, cfg.grid_every,
-                      after_step=freeze_encoder(optimizer, cfg.encoder_freeze_step))
+                      after_step=after_steps(optimizer, cfg.encoder_freeze_step, clock, trainer.step))
+    clock.lap("training")
 
     # --- the output: a loadable pipeline with the EMA weights ----------------------------------
     trainer.ema.copy_to(trainable)
@@ -136,6 +147,9 @@ def main(argv: list[str] | None = None) -> torch.nn.Module:
             "metrics": measured, "train_images_per_second": run.samples_per_second}
     save_recipe_pipeline(accelerator, trainer.model, Path(cfg.output_dir), info, cfg)
     accelerator.end_training()
+    clock.lap("saving")
+    if accelerator.is_main_process:
+        clock.save(Path(cfg.output_dir) / "phases.json")
     return trainer.unwrapped
 
 

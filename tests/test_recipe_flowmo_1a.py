@@ -1,9 +1,11 @@
 """End-to-end tests of recipes/flowmo_1a.py: resume equality and two-process data parallelism."""
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -38,8 +40,15 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
 
 def test_resume_equals_uninterrupted_training(tmp_path, monkeypatch):
     """Stopped by SIGUSR1 after step 2 (no checkpoint due then), with a SIGTERM arriving during the save that
-    follows, then resumed by the same command: the weights of an uninterrupted run."""
+    follows, then resumed by the same command: the weights of an uninterrupted run. The uninterrupted run's
+    phases (what benchmarks/main_job.py reports) cover the whole run, each once."""
+    start = time.perf_counter()
     _run(FAST + [f"output_dir={tmp_path / 'straight'}", "max_steps=6", "checkpoint_every=3"])
+    elapsed = time.perf_counter() - start
+    phases = json.loads((tmp_path / "straight" / "phases.json").read_text())
+    assert list(phases["wall_seconds"]) == ["set_up", "evaluation", "first step (compile warm-up)", "training", "saving"]
+    assert 0.8 * elapsed <= sum(phases["wall_seconds"].values()) <= elapsed
+    assert all(seconds >= 0 for seconds in phases["cpu_seconds"].values())
     command = FAST + [f"output_dir={tmp_path / 'resumed'}", "max_steps=6", "checkpoint_every=3"]
     with monkeypatch.context() as patch, pytest.raises(TrainingPreempted) as stop:
         send_signals_during_training(patch, at_step=2, signum=signal.SIGUSR1, during_save=signal.SIGTERM)

@@ -26,6 +26,9 @@ Baselines (:data:`BASELINE_PRESETS`), each at exactly the BPP of the FlowMo pres
 | titok_hi     | flowmo 768/8, 107.6 M   | lfq 56 (4 x 14)  | regression 1152/16, 502 M | 256   | 256 x 56      | 0.2188 | flowmo_hi   |
 | titok_tiny   | flowmo 96/2, 0.36 M     | lfq 18 (2 x 9)   | regression 128/3, 1.04 M  | 32    | 16 x 18       | 0.2813 | flowmo_tiny |
 
+Reference codec (no parameters): ``thumbnail_tiny``, the 4 x 4 mean colours at flowmo_tiny's 16 x 18 bits
+(FSQ 64^3), upsampled bicubically (:func:`thumbnail_preset` for other grids and bit counts).
+
 The CNN presets use VQGAN's f=16 layout (channels 128-128-256-256-512, 2 ResNet blocks a level); the
 regression decoder has the FlowMo decoder's width and depth without time modulation (so fewer
 parameters). There is no VQ preset: equal BPP needs 18 bits per token on a square grid (f=16 at
@@ -42,6 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -315,6 +319,23 @@ def titok_hi() -> TokenizerPreset:
 def titok_tiny() -> TokenizerPreset:
     return titok_preset(flowmo_tiny(), "titok_tiny", "flowmo_tiny encoder + LFQ, one-pass MMDiT decoder, 32 px, "
                                                      "0.2813 BPP")
+
+
+def thumbnail_preset(name: str, image_size: int, code_length: int, bits_per_token: int) -> TokenizerPreset:
+    """The parameter-free thumbnail codec (:mod:`tokenizer_zoo.encoders.thumbnail`): cell means on a
+    square grid of ``code_length`` tokens, FSQ with exactly ``bits_per_token`` bits (2^k levels a channel,
+    the spare bits to green, then red), bicubic upsampling."""
+    levels = [2 ** (bits_per_token // 3 + (channel < bits_per_token % 3)) for channel in (1, 0, 2)]
+    shape = dict(image_size=image_size, code_length=code_length, levels=levels)
+    return TokenizerPreset(name=name, image_size=image_size, encoder=ComponentSpec("thumbnail", dict(shape)),
+                           quantizer=_fsq(levels), decoder=ComponentSpec("thumbnail", dict(shape)),
+                           description=f"reference codec: {math.isqrt(code_length)}^2 mean colours, "
+                                       f"{bits_per_token} bits a token (FSQ {levels}), bicubic upsampling")
+
+
+@register_preset
+def thumbnail_tiny() -> TokenizerPreset:
+    return thumbnail_preset("thumbnail_tiny", image_size=32, code_length=16, bits_per_token=18)
 
 
 # Each baseline and the FlowMo preset whose bit budget (BPP) it matches exactly.

@@ -11,7 +11,10 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from tokenizer_zoo.convert import load_release
 from tokenizer_zoo.data.transforms import signed_to_unit, unit_to_signed
+from tokenizer_zoo.pipelines import MaskGiTPipeline, load_pipeline
+from tokenizer_zoo.pipelines.codecs import CODEC_PREFIX, codec_pipeline
 
 RELEASE_OPTIONS = ("config", "format", "weights")
 MODEL_HELP = """\
@@ -65,17 +68,13 @@ class ModelSpec:
 
 
 def load_model(spec: ModelSpec):
-    """The tokenizer pipeline (FlowMoPipeline or TokenizerPipeline) that ``spec`` names."""
+    """The tokenizer pipeline (FlowMoPipeline or TokenizerPipeline) that ``spec`` names; ``codec:NAME`` a
+    parameter-free reference codec of tokenizer_zoo.pipelines.codecs (the thumbnail presets)."""
+    if spec.source.startswith(CODEC_PREFIX):
+        return codec_pipeline(spec.source)
     if spec.is_zoo_pipeline:
-        from tokenizer_zoo.pipelines import MaskGiTPipeline, load_pipeline
-
         pipe = load_pipeline(spec.source)
         return pipe.tokenizer if isinstance(pipe, MaskGiTPipeline) else pipe
-    try:
-        from tokenizer_zoo.convert import load_release
-    except ImportError as error:
-        raise ModelArgumentError(f"{spec.source} is not a zoo pipeline folder and this tokenizer-zoo cannot convert "
-                                 f"releases ({error}); convert it first with `tokenizer-zoo convert`") from error
     return load_release(spec.source, format=spec.options.get("format"), config=spec.options.get("config"),
                         weights=spec.options.get("weights", "ema"))
 

@@ -127,10 +127,13 @@ class ModelMetrics:
                 rfid = ReconstructionFID(inception_extractor()).to(device)
             except InceptionWeightsMissingError as error:
                 skipped["rfid"] = str(error)
-        try:
-            tokens = TokenStatistics.for_quantizer(quantizer).to(device)
-        except TypeError as error:  # continuous codes: no token ids, no bit rate
-            tokens, skipped["tokens"] = None, str(error)
+        if quantizer is None:  # a file codec (JPEG, WebP): its files' sizes are its bit rate
+            tokens, skipped["tokens"] = None, "a file codec has no token ids; bpp is its files' size"
+        else:
+            try:
+                tokens = TokenStatistics.for_quantizer(quantizer).to(device)
+            except TypeError as error:  # continuous codes: no token ids, no bit rate
+                tokens, skipped["tokens"] = None, str(error)
         return cls(pairwise.to(device), rfid, tokens, skipped)
 
     def real_features(self, originals: torch.Tensor):

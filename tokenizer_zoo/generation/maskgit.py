@@ -32,6 +32,7 @@ from torch import nn
 from transformers import BertConfig, BertModel
 
 from tokenizer_zoo.generation.sub_tokens import SubTokenSplit
+from tokenizer_zoo.random_draws import draw
 
 
 def cosine_mask_ratio(progress: torch.Tensor | float) -> torch.Tensor:
@@ -62,13 +63,8 @@ class MaskedLossOutput:
     logs: dict[str, torch.Tensor]
 
 
-def _uniform(shape, generator: torch.Generator | None, device) -> torch.Tensor:
-    """U(0, 1) draws from ``generator`` (on its own device) or the global RNG, moved to ``device``."""
-    return torch.rand(shape, generator=generator, device=generator.device if generator else device).to(device)
-
-
 def _gumbel(shape, generator: torch.Generator | None, device) -> torch.Tensor:
-    return -torch.log((-torch.log(_uniform(shape, generator, device).clamp_min(1e-20))).clamp_min(1e-20))
+    return -torch.log((-torch.log(draw("uniform", shape, generator, device).clamp_min(1e-20))).clamp_min(1e-20))
 
 
 class MaskGiT(ModelMixin, ConfigMixin):
@@ -138,11 +134,12 @@ class MaskGiT(ModelMixin, ConfigMixin):
                     generator: torch.Generator | None = None) -> MaskedLossOutput:
         """Cross-entropy of the masked positions under a cosine-distributed masking ratio."""
         batch, device = sub_tokens.shape[0], sub_tokens.device
-        ratio = cosine_mask_ratio(_uniform(batch, generator, device)).float().to(device)
+        ratio = cosine_mask_ratio(draw("uniform", batch, generator, device)).float().to(device)
         num_masked = (ratio * self.seq_len).ceil().clamp(1, self.seq_len)
-        ranks = _uniform((batch, self.seq_len), generator, device).argsort(dim=1).argsort(dim=1)  # random permutations
+        # random permutations
+        ranks = draw("uniform", (batch, self.seq_len), generator, device).argsort(dim=1).argsort(dim=1)
         masked = ranks < num_masked[:, None]
-        dropped = _uniform(batch, generator, device) < self.config.label_dropout
+        dropped = draw("uniform", batch, generator, device) < self.config.label_dropout
         labels = torch.where(dropped, torch.full_like(labels, self.null_label), labels.long())
         logits = self(sub_tokens.masked_fill(masked, self.mask_id), labels)
         loss = F.cross_entropy(logits[masked].float(), sub_tokens[masked].long())

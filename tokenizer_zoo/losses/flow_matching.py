@@ -37,14 +37,14 @@ from einops import rearrange
 from torch import nn
 
 from tokenizer_zoo.losses.timesteps import TIMESTEP_SAMPLERS, TimestepSampler, shift_timesteps
+from tokenizer_zoo.random_draws import draw
 
 Decoder = Callable[..., torch.Tensor]
 """``decoder(codes, x_t, t, drop_code=mask) -> v`` with v shaped like x_t."""
 
 
 def _randn_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    source = generator.device if generator is not None else x.device
-    return torch.randn(x.shape, generator=generator, device=source, dtype=torch.float32).to(x)
+    return draw("normal", x.shape, generator, x.device, torch.float32).to(x)
 
 
 def interpolate(x: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -67,8 +67,7 @@ def sample_cfg_dropout(batch_size: int, probability: float, generator: torch.Gen
     """Bool mask (B,): True where the decoder's whole [code, 1] input is zeroed (unconditional)."""
     if not 0.0 <= probability <= 1.0:
         raise ValueError(f"cfg dropout must be a probability in [0, 1], got {probability}")
-    source = generator.device if generator is not None else torch.device(device or "cpu")
-    return (torch.rand(batch_size, generator=generator, device=source) < probability).to(device or source)
+    return draw("uniform", batch_size, generator, device) < probability
 
 
 class FlowNoise(NamedTuple):

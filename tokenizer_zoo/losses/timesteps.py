@@ -5,8 +5,10 @@
 * ``"logit_normal"``: the same without the uniform part (the paper's "plain logit-normal" ablation).
 * ``"uniform"``: U(0, 1).
 
-All take an optional ``torch.Generator``; samples are drawn on the generator's device (CPU by
-default) and moved to ``device``, so a CPU generator reproduces the same draws on any device.
+All take an optional ``torch.Generator``; samples are drawn on the generator's device and moved to
+``device``, so a CPU generator reproduces the same draws on any device. Without one they are drawn
+from the global RNG, also with a symbolic batch size under ``torch.compile``
+(:func:`tokenizer_zoo.random_draws.draw`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from tokenizer_zoo.random_draws import draw
 from tokenizer_zoo.registry import Registry
 
 TIMESTEP_SAMPLERS = Registry("timestep sampler", "tokenizer_zoo.timestep_samplers")
@@ -26,10 +29,6 @@ class TimestepDraw:
 
     t: torch.Tensor
     from_uniform: torch.Tensor
-
-
-def _source_device(generator: torch.Generator | None, device) -> torch.device:
-    return generator.device if generator is not None else torch.device(device or "cpu")
 
 
 class TimestepSampler:
@@ -49,8 +48,7 @@ class UniformTimesteps(TimestepSampler):
     """t ~ U(0, 1)."""
 
     def draw(self, batch_size, generator=None, device=None) -> TimestepDraw:
-        source = _source_device(generator, device)
-        t = torch.rand(batch_size, generator=generator, device=source).to(device or source)
+        t = draw("uniform", batch_size, generator, device)
         return TimestepDraw(t, torch.ones_like(t, dtype=torch.bool))
 
     def __repr__(self) -> str:
@@ -69,13 +67,10 @@ class ThickTailedLogitNormalTimesteps(TimestepSampler):
         self.loc, self.scale, self.uniform_prob = float(loc), float(scale), float(uniform_prob)
 
     def draw(self, batch_size, generator=None, device=None) -> TimestepDraw:
-        source = _source_device(generator, device)
-        logit_normal = torch.sigmoid(self.loc + self.scale * torch.randn(batch_size, generator=generator, device=source))
-        uniform = torch.rand(batch_size, generator=generator, device=source)
-        from_uniform = torch.rand(batch_size, generator=generator, device=source) < self.uniform_prob
-        t = torch.where(from_uniform, uniform, logit_normal)
-        target = device or source
-        return TimestepDraw(t.to(target), from_uniform.to(target))
+        logit_normal = torch.sigmoid(self.loc + self.scale * draw("normal", batch_size, generator, device))
+        uniform = draw("uniform", batch_size, generator, device)
+        from_uniform = draw("uniform", batch_size, generator, device) < self.uniform_prob
+        return TimestepDraw(torch.where(from_uniform, uniform, logit_normal), from_uniform)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(loc={self.loc}, scale={self.scale}, uniform_prob={self.uniform_prob})"

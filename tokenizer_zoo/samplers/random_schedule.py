@@ -18,6 +18,7 @@ from typing import Callable
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from tokenizer_zoo.random_draws import draw
 from tokenizer_zoo.samplers.shifted_euler import euler_step
 
 
@@ -30,12 +31,11 @@ def random_schedule(batch_size: int, num_steps: int, generator: torch.Generator 
     """
     if num_steps < 1:
         raise ValueError(f"the chain needs num_steps >= 1, got {num_steps}")
-    source = generator.device if generator is not None else torch.device(device or "cpu")
-    u = 1.0 - torch.rand(batch_size, num_steps + 1, generator=generator, device=source, dtype=torch.float64)
+    u = 1.0 - draw("uniform", (batch_size, num_steps + 1), generator, device, torch.float64)
     s = u.cumsum(dim=1)
     s = s - s[:, :1]
     s = s / s[:, -1:]
-    return s.flip(dims=(1,)).to(device or source)
+    return s.flip(dims=(1,))
 
 
 Velocity = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]

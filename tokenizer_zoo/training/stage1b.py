@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from tokenizer_zoo.losses.flow_matching import FlowMatchingLoss, FlowNoise
+from tokenizer_zoo.random_draws import draw
 from tokenizer_zoo.samplers.random_schedule import euler_chain, random_schedule
 from tokenizer_zoo.training.stage1a import Stage1AModel, Stage1AOutput
 
@@ -43,10 +44,9 @@ class ChainNoise(NamedTuple):
 
 def draw_chain(images: torch.Tensor, num_steps: int, generator: torch.Generator | None = None) -> ChainNoise:
     """Start noise and random schedules for a batch like ``images`` (float32 noise, float64 times)."""
-    source = generator.device if generator is not None else images.device
-    noise = torch.randn(images.shape, generator=generator, device=source, dtype=torch.float32)
-    times = random_schedule(images.shape[0], num_steps, generator=generator, device=source)
-    return ChainNoise(noise.to(images), times.to(images.device))
+    noise = draw("normal", images.shape, generator, images.device, torch.float32)
+    times = random_schedule(images.shape[0], num_steps, generator=generator, device=images.device)
+    return ChainNoise(noise.to(images), times)
 
 
 def draw_chain_noise(images: torch.Tensor, process_index: int, num_processes: int, num_steps: int,
