@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 from accelerate.utils import broadcast
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -77,6 +78,8 @@ def trajectories(cfg: DistillConfig, accelerator, teacher, images: torch.Tensor,
     """The teacher's trajectories for ``images``, computed once on the main process and saved in
     ``output_dir`` (a resumed run reads them back); noise and guidance scales come from ``cfg.seed``."""
     path = Path(cfg.output_dir) / TRAJECTORY_FILE
+    recorded = {"teacher": str(cfg.teacher), "indices": str(indices), "seed": str(cfg.seed),
+                "num_trajectories": str(cfg.num_trajectories), "guidance_scales": str(cfg.guidance_scales)}
     if accelerator.is_main_process and not path.is_file():
         generator = torch.Generator().manual_seed(cfg.seed)
         noise = torch.randn(images.shape, generator=generator)
@@ -84,9 +87,14 @@ def trajectories(cfg: DistillConfig, accelerator, teacher, images: torch.Tensor,
                                                                  generator=generator)]
         made = teacher_trajectories(teacher, images, noise, scales, indices)
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_file(dict(zip(("images", "noise", "guidance", "states"), made.tensors())), path,
-                  metadata={"teacher": str(cfg.teacher), "indices": str(indices)})
+        save_file(dict(zip(("images", "noise", "guidance", "states"), made.tensors())), path, metadata=recorded)
     accelerator.wait_for_everyone()
+    with safe_open(path, "pt") as file:
+        found = file.metadata() or {}
+    if found != recorded:
+        differ = sorted(k for k in recorded if found.get(k) != recorded[k])
+        raise ValueError(f"{path} holds trajectories made with other settings ({', '.join(differ)}); use a new "
+                         f"output_dir or delete the file")
     return Trajectories(**load_file(path))
 
 
