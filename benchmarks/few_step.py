@@ -44,7 +44,7 @@ METHODS = {
 NFES = (1, 2, 4, 8)
 
 
-def distil(teacher: str, work: Path, seeds: list[int], steps: int) -> dict[tuple[str, int], Path]:
+def distil(teacher: str, work: Path, seeds: list[int], steps: dict[str, int]) -> dict[tuple[str, int], Path]:
     folders = {}
     for seed in seeds:
         for method, overrides in METHODS.items():
@@ -53,7 +53,7 @@ def distil(teacher: str, work: Path, seeds: list[int], steps: int) -> dict[tuple
             if not (out / TRAJECTORIES).exists() and first.exists():  # same seed: the same trajectories
                 out.mkdir(parents=True, exist_ok=True)
                 shutil.copy(first, out / TRAJECTORIES)
-            run("recipes/flowmo_distill.py", f"teacher={teacher}", f"seed={seed}", f"max_steps={steps}",
+            run("recipes/flowmo_distill.py", f"teacher={teacher}", f"seed={seed}", f"max_steps={steps[method]}",
                 f"output_dir={out}", *overrides)
             folders[method, seed] = out / "pipeline"
     return folders
@@ -114,11 +114,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher", default="outputs/flowmo_1a_tiny/pipeline")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--steps", type=int, default=400, help="distillation steps of every run")
+    parser.add_argument("--steps", type=int, nargs="+", default=[400],
+                        help="distillation steps of every run, or one number per method (in the table's order)")
     parser.add_argument("--work-dir", default="outputs/few_step")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
-    folders = distil(args.teacher, ROOT / args.work_dir, args.seeds, args.steps)
+    if len(args.steps) not in (1, len(METHODS)):
+        raise SystemExit(f"--steps takes one number or one per method ({', '.join(METHODS)})")
+    steps = dict(zip(METHODS, args.steps * len(METHODS) if len(args.steps) == 1 else args.steps))
+    folders = distil(args.teacher, ROOT / args.work_dir, args.seeds, steps)
 
     teacher = load(Path(args.teacher))
     data = EmbeddedPhotos("eval", image_size=teacher.image_size)
@@ -149,7 +153,8 @@ def main() -> None:
             rows.append((f"{method} student, {nfe} step{'s' if nfe > 1 else ''}", nfe, measured, speed[nfe]))
 
     base_speed = rows[0][3]
-    lines = [f"# Few-step FlowMo on the tiny preset ({args.steps} distillation steps; seeds "
+    lines = [f"# Few-step FlowMo on the tiny preset (distillation steps: "
+             f"{', '.join(f'{m} {n}' for m, n in steps.items())}; seeds "
              f"{', '.join(map(str, args.seeds))})", "",
              f"Teacher: `{args.teacher}` ({teacher.info.get('steps', '?')} stage-1A steps), guidance "
              f"{teacher.config.guidance_scale} in {list(teacher.config.guidance_interval)}. {len(images)} embedded "

@@ -23,7 +23,6 @@ import sys
 from pathlib import Path
 
 import torch
-from accelerate.utils import broadcast
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, TensorDataset
@@ -40,7 +39,8 @@ from tokenizer_zoo.pipelines.loading import load_pipeline  # noqa: E402
 from tokenizer_zoo.training.distill import (DistillModel, Trajectories, draw_steps, state_indices,  # noqa: E402
                                             student_decoder, student_scheduler, teacher_trajectories)
 from tokenizer_zoo.training.loop import (RecipeConfig, Trainer, build_accelerator, ema_weights,  # noqa: E402
-                                         load_recipe_data, reconstruct, save_recipe_pipeline)
+                                         load_recipe_data, main_process_decides, reconstruct,
+                                         save_recipe_pipeline)
 from tokenizer_zoo.training.reporting import save_comparison_grid  # noqa: E402
 from tokenizer_zoo.training.stage1b import EarlyStopping  # noqa: E402
 
@@ -53,7 +53,7 @@ class DistillConfig(RecipeConfig):
     output_dir: str = "outputs/flowmo_distill_tiny"
     max_steps: int = 400
     batch_size: int = 16
-    lr: float = 1e-4
+    lr: float = 2e-4
     trained_steps: list[int] = dataclasses.field(default_factory=lambda: [1, 2, 4, 8])
     default_steps: int = 4  # the student pipeline's num_inference_steps
     guidance_scales: list[float] = dataclasses.field(default_factory=lambda: [1.0, 1.5, 2.0])
@@ -131,22 +131,19 @@ def teacher_match(trainer: Trainer, stopper: EarlyStopping, images: torch.Tensor
     """``evaluate(step)``: the EMA student's held-out samples in ``default_steps`` steps from the teacher's
     noise; PSNR against the teacher's 25-step samples (kept: the best) and against the images."""
 
-    def evaluate(step: int) -> bool:
-        accelerator, stop = trainer.accelerator, False
-        if accelerator.is_main_process:
-            with ema_weights(trainer.ema, trainer.trainable):
-                recon = reconstruct(trainer.unwrapped, images, cfg.default_steps, cfg.seed).float().cpu()
-                match = psnr(recon, reference).mean().item()
-                best = stopper.update(match, trainer.trainable, step)
-            truth = psnr(recon, images).mean().item()
-            save_comparison_grid(reference, recon, trainer.out / "grids" / f"step_{step:08d}.png")
-            accelerator.log({"eval/teacher_psnr": match, "eval/psnr": truth}, step=step)
-            accelerator.print(f"[step {step}] held-out, {cfg.default_steps} steps: teacher-match PSNR {match:.2f} dB, "
-                              f"PSNR {truth:.2f} dB" + (" (best)" if best else f" (best {stopper.best:.2f})"))
-            stop = stopper.should_stop
-        return bool(broadcast(torch.tensor([stop], device=accelerator.device)).item())
+    def decide(step: int) -> bool:
+        with ema_weights(trainer.ema, trainer.trainable):
+            recon = reconstruct(trainer.unwrapped, images, cfg.default_steps, cfg.seed).float().cpu()
+            match = psnr(recon, reference).mean().item()
+            best = stopper.update(match, trainer.trainable, step)
+        truth = psnr(recon, images).mean().item()
+        save_comparison_grid(reference, recon, trainer.out / "grids" / f"step_{step:08d}.png")
+        trainer.accelerator.log({"eval/teacher_psnr": match, "eval/psnr": truth}, step=step)
+        trainer.accelerator.print(f"[step {step}] held-out, {cfg.default_steps} steps: teacher-match PSNR {match:.2f} "
+                                  f"dB, PSNR {truth:.2f} dB" + (" (best)" if best else f" (best {stopper.best:.2f})"))
+        return stopper.should_stop
 
-    return evaluate
+    return lambda step: main_process_decides(trainer.accelerator, lambda: decide(step))
 
 
 def main(argv: list[str] | None = None) -> torch.nn.Module:

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator
 import torch
 import yaml
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, broadcast, set_seed
 from diffusers.training_utils import EMAModel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -173,6 +173,13 @@ def eval_mode(model):
         yield model
     finally:
         model.train(was_training)
+
+
+def main_process_decides(accelerator: Accelerator, decide: Callable[[], bool]) -> bool:
+    """``decide()`` run on the main process only (an evaluation that may stop the run); its answer on
+    every process."""
+    answer = bool(decide()) if accelerator.is_main_process else False
+    return bool(broadcast(torch.tensor([answer], device=accelerator.device)).item())
 
 
 def reconstruct(model, images: torch.Tensor, num_inference_steps: int = 25, seed: int = 0, **decode_kwargs) -> torch.Tensor:
