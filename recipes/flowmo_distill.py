@@ -51,7 +51,7 @@ TRAJECTORY_FILE = "teacher_trajectories.safetensors"
 class DistillConfig(RecipeConfig):
     teacher: str = "outputs/flowmo_1a_tiny/pipeline"  # a FlowMo pipeline folder or Hub id
     output_dir: str = "outputs/flowmo_distill_tiny"
-    max_steps: int = 400
+    max_steps: int = 250
     batch_size: int = 16
     lr: float = 2e-4
     trained_steps: list[int] = dataclasses.field(default_factory=lambda: [1, 2, 4, 8])
