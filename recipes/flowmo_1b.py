@@ -34,7 +34,7 @@ from tokenizer_zoo.losses import PERCEPTUAL, FlowMatchingLoss  # noqa: E402
 from tokenizer_zoo.pipelines import FlowMoPipeline  # noqa: E402
 from tokenizer_zoo.training.loop import (RecipeConfig, Trainer, build_accelerator, ema_weights,  # noqa: E402
                                          heldout_metrics, load_recipe_data, main_process_decides,
-                                         save_recipe_pipeline)
+                                         save_best_pipeline)
 from tokenizer_zoo.training.stage1a import draw_flow_noise  # noqa: E402
 from tokenizer_zoo.training.stage1b import EarlyStopping, SampleLoss, Stage1BModel, draw_chain_noise  # noqa: E402
 
@@ -121,16 +121,11 @@ def main(argv: list[str] | None = None) -> torch.nn.Module:
                           f"evaluations; keeping the EMA weights of step {stopper.best_step}")
 
     # --- the output: the best EMA weights as a loadable pipeline -------------------------------
-    if accelerator.is_main_process:
-        stopper.copy_best_to(trainable)
-        info = {**init.info, "init_from": cfg.init_from, "recipe": "flowmo_1b", "steps": run.step,
-                "best_step": stopper.best_step, "stopped_early": run.stopped,
-                "metrics": {f"heldout_{cfg.stop_metric} (best EMA, {len(data.eval_images)} images, "
-                            f"{cfg.eval_steps} steps)": round(stopper.best, 4)}}
-        save_recipe_pipeline(accelerator, trainer.model, Path(cfg.output_dir), info, cfg)
-    else:
-        trainer.ema.copy_to(trainable)
-    accelerator.end_training()
+    info = {**init.info, "init_from": cfg.init_from, "recipe": "flowmo_1b", "steps": run.step,
+            "best_step": stopper.best_step, "stopped_early": run.stopped,
+            "metrics": {f"heldout_{cfg.stop_metric} (best EMA, {len(data.eval_images)} images, "
+                        f"{cfg.eval_steps} steps)": round(stopper.best, 4)}}
+    save_best_pipeline(trainer, stopper, info)
     return trainer.unwrapped
 
 

@@ -40,7 +40,7 @@ from tokenizer_zoo.training.distill import (DistillModel, Trajectories, draw_ste
                                             student_decoder, student_scheduler, teacher_trajectories)
 from tokenizer_zoo.training.loop import (RecipeConfig, Trainer, build_accelerator, ema_weights,  # noqa: E402
                                          load_recipe_data, main_process_decides, reconstruct,
-                                         save_recipe_pipeline)
+                                         save_best_pipeline)
 from tokenizer_zoo.training.reporting import save_comparison_grid  # noqa: E402
 from tokenizer_zoo.training.stage1b import EarlyStopping  # noqa: E402
 
@@ -176,17 +176,11 @@ def main(argv: list[str] | None = None) -> torch.nn.Module:
     run = trainer.run(batch_inputs(accelerator, cfg), evaluate, cfg.eval_every, stopped=stopped)
 
     # --- the output: the best EMA weights as a few-step pipeline -------------------------------
-    if accelerator.is_main_process:
-        stopper.copy_best_to(trainable)
-        info = {**teacher.info, "teacher": cfg.teacher, "recipe": "flowmo_distill", "steps": run.step,
-                "best_step": stopper.best_step, "trained_steps": sorted(cfg.trained_steps),
-                "metrics": {f"heldout_teacher_psnr_db (best EMA, {len(eval_images)} images, {cfg.default_steps} "
-                            f"steps vs the teacher's {teacher.scheduler.config.num_inference_steps})":
-                            round(stopper.best, 3)}}
-        save_recipe_pipeline(accelerator, trainer.model, Path(cfg.output_dir), info, cfg)
-    else:
-        trainer.ema.copy_to(trainable)
-    accelerator.end_training()
+    info = {**teacher.info, "teacher": cfg.teacher, "recipe": "flowmo_distill", "steps": run.step,
+            "best_step": stopper.best_step, "trained_steps": sorted(cfg.trained_steps),
+            "metrics": {f"heldout_teacher_psnr_db (best EMA, {len(eval_images)} images, {cfg.default_steps} "
+                        f"steps vs the teacher's {teacher.scheduler.config.num_inference_steps})": round(stopper.best, 3)}}
+    save_best_pipeline(trainer, stopper, info)
     return trainer.unwrapped
 
 

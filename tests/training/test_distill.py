@@ -4,7 +4,7 @@ sampling, saving and loading, and the distillation losses against hand-computed 
 import pytest
 import torch
 
-from tests.pipelines.conftest import tiny_pipeline
+from tests.pipelines.conftest import images, tiny_pipeline  # noqa: F401  (images: a fixture)
 from tokenizer_zoo.decoders.flowmo import FlowMoDecoder
 from tokenizer_zoo.pipelines import FlowMoPipeline
 from tokenizer_zoo.tokens import load_tokens, save_tokens
@@ -15,14 +15,6 @@ from tokenizer_zoo.training.distill import (DistillModel, state_indices, student
 @pytest.fixture(scope="module")
 def teacher():
     return tiny_pipeline()
-
-
-@pytest.fixture()
-def images():
-    from tokenizer_zoo.data import EmbeddedPhotos
-
-    data = EmbeddedPhotos("eval", image_size=32)
-    return (torch.stack([data[i]["pixel_values"] for i in range(3)]) + 1) / 2
 
 
 def _perturbed_student(teacher) -> FlowMoDecoder:

@@ -228,6 +228,17 @@ def save_recipe_pipeline(accelerator: Accelerator, model, output_dir: Path, info
     accelerator.print(f"saved the pipeline to {output_dir / 'pipeline'}")
 
 
+def save_best_pipeline(trainer: "Trainer", stopper, info: dict) -> None:
+    """End a run kept by early stopping: the main process writes the best weights ``stopper`` kept as
+    ``output_dir/pipeline`` (with ``info``), the others take the EMA weights; then the trackers close."""
+    if trainer.accelerator.is_main_process:
+        stopper.copy_best_to(trainer.trainable)
+        save_recipe_pipeline(trainer.accelerator, trainer.model, trainer.out, info, trainer.cfg)
+    else:
+        trainer.ema.copy_to(trainer.trainable)
+    trainer.accelerator.end_training()
+
+
 @dataclass
 class TrainingRun:
     """How a :meth:`Trainer.run` ended: the step reached, whether ``evaluate`` stopped it, and the
