@@ -24,7 +24,6 @@ import sys
 from pathlib import Path
 
 import torch
-from accelerate.utils import broadcast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from config import load_config  # noqa: E402
@@ -34,7 +33,8 @@ from tokenizer_zoo.layers.weight_norm import ForcedWeightNorm  # noqa: E402
 from tokenizer_zoo.losses import PERCEPTUAL, FlowMatchingLoss  # noqa: E402
 from tokenizer_zoo.pipelines import FlowMoPipeline  # noqa: E402
 from tokenizer_zoo.training.loop import (RecipeConfig, Trainer, build_accelerator, ema_weights,  # noqa: E402
-                                         heldout_metrics, load_recipe_data, save_recipe_pipeline)
+                                         heldout_metrics, load_recipe_data, main_process_decides,
+                                         save_best_pipeline)
 from tokenizer_zoo.training.stage1a import draw_flow_noise  # noqa: E402
 from tokenizer_zoo.training.stage1b import EarlyStopping, SampleLoss, Stage1BModel, draw_chain_noise  # noqa: E402
 
@@ -87,20 +87,18 @@ def early_stopping(trainer: Trainer, stopper: EarlyStopping, images: torch.Tenso
     """``evaluate(step)``: held-out metrics of the EMA weights; True when the run should stop (the same
     answer on every process)."""
 
-    def evaluate(step: int) -> bool:
-        accelerator, stop = trainer.accelerator, False
-        if accelerator.is_main_process:
-            with ema_weights(trainer.ema, trainer.trainable):
-                metrics = heldout_metrics(trainer.unwrapped, images, trainer.out / "grids" / f"step_{step:08d}.png",
-                                          num_inference_steps=cfg.eval_steps, seed=cfg.seed, distances=distances)
-                best = stopper.update(metrics[cfg.stop_metric], trainer.trainable, step)
-            accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
-            accelerator.print(f"[step {step}] held-out " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-                              + (" (best)" if best else f" (best {stopper.best:.4f} at step {stopper.best_step})"))
-            stop = stopper.should_stop
-        return bool(broadcast(torch.tensor([stop], device=accelerator.device)).item())
+    def decide(step: int) -> bool:
+        accelerator = trainer.accelerator
+        with ema_weights(trainer.ema, trainer.trainable):
+            metrics = heldout_metrics(trainer.unwrapped, images, trainer.out / "grids" / f"step_{step:08d}.png",
+                                      num_inference_steps=cfg.eval_steps, seed=cfg.seed, distances=distances)
+            best = stopper.update(metrics[cfg.stop_metric], trainer.trainable, step)
+        accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
+        accelerator.print(f"[step {step}] held-out " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+                          + (" (best)" if best else f" (best {stopper.best:.4f} at step {stopper.best_step})"))
+        return stopper.should_stop
 
-    return evaluate
+    return lambda step: main_process_decides(trainer.accelerator, lambda: decide(step))
 
 
 def main(argv: list[str] | None = None) -> torch.nn.Module:
@@ -123,16 +121,11 @@ def main(argv: list[str] | None = None) -> torch.nn.Module:
                           f"evaluations; keeping the EMA weights of step {stopper.best_step}")
 
     # --- the output: the best EMA weights as a loadable pipeline -------------------------------
-    if accelerator.is_main_process:
-        stopper.copy_best_to(trainable)
-        info = {**init.info, "init_from": cfg.init_from, "recipe": "flowmo_1b", "steps": run.step,
-                "best_step": stopper.best_step, "stopped_early": run.stopped,
-                "metrics": {f"heldout_{cfg.stop_metric} (best EMA, {len(data.eval_images)} images, "
-                            f"{cfg.eval_steps} steps)": round(stopper.best, 4)}}
-        save_recipe_pipeline(accelerator, trainer.model, Path(cfg.output_dir), info, cfg)
-    else:
-        trainer.ema.copy_to(trainable)
-    accelerator.end_training()
+    info = {**init.info, "init_from": cfg.init_from, "recipe": "flowmo_1b", "steps": run.step,
+            "best_step": stopper.best_step, "stopped_early": run.stopped,
+            "metrics": {f"heldout_{cfg.stop_metric} (best EMA, {len(data.eval_images)} images, "
+                        f"{cfg.eval_steps} steps)": round(stopper.best, 4)}}
+    save_best_pipeline(trainer, stopper, info)
     return trainer.unwrapped
 
 

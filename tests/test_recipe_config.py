@@ -5,7 +5,8 @@ import pytest
 from tests.recipes import load_recipe
 
 CONFIG_DIR = load_recipe("config").CONFIG_DIR
-RECIPES = {"flowmo_1a": "Stage1AConfig", "flowmo_1b": "Stage1BConfig", "maskgit": "MaskGiTConfig"}
+RECIPES = {"flowmo_1a": "Stage1AConfig", "flowmo_1b": "Stage1BConfig", "maskgit": "MaskGiTConfig",
+           "flowmo_distill": "DistillConfig"}
 
 
 def parse(recipe: str, *overrides: str, config: str = "tiny.yaml"):
@@ -20,6 +21,7 @@ RECIPE_CONFIGS = sorted(p for p in CONFIG_DIR.glob("*.yaml") if not p.name.start
 @pytest.mark.parametrize("path", RECIPE_CONFIGS, ids=lambda p: p.name)
 def test_every_shipped_config_parses_with_its_recipe(path):
     recipe = "maskgit" if path.name.startswith("maskgit") else "flowmo_1b" if path.stem.endswith("_1b") else "flowmo_1a"
+    recipe = "flowmo_distill" if path.stem.endswith("_distill") else recipe
     cfg = parse(recipe, config=path.name)
     assert type(cfg).__name__ == RECIPES[recipe] and isinstance(cfg.max_steps, int) and isinstance(cfg.lr, float)
 

@@ -29,6 +29,14 @@ class FlowMoDecoder(ModelMixin, ConfigMixin):
     for checkpoints converted from the release (:mod:`tokenizer_zoo.convert.flowmo`).
     Other differences from the reference (parameters unused there): no code output head, and the
     last block's code stream has no query / output projection / MLP / post-attention modulation.
+
+    Few-step students (recipes/flowmo_distill.py) switch on two extra inputs, each embedded like t
+    and added to ``vec``: ``step_embed`` takes ``step_size`` = t - t_next (the step the sampler
+    takes), ``guidance_embed`` takes ``guidance`` = the classifier-free guidance scale that one pass
+    stands for. Each adds ``embed(value) - embed(neutral)`` (neutral: step size 0, scale 1) and its
+    last layer starts at zero, so a student built from a teacher computes the teacher's velocity
+    until it trains, and at the neutral values always ignores the switch. A teacher's config has
+    both off; its weights load unchanged.
     """
 
     _supports_gradient_checkpointing = True
@@ -39,7 +47,7 @@ class FlowMoDecoder(ModelMixin, ConfigMixin):
                  num_heads: int = 12, mlp_ratio: float = 4.0, code_length: int = 256, code_dim: int = 18,
                  in_channels: int = 3, qkv_bias: bool = True, rope_theta: float = 10_000.0,
                  rope_axes_dims: list[int] | None = None, time_embed_dim: int = 256, time_factor: float = 1000.0,
-                 output_norm: str = "once"):
+                 output_norm: str = "once", step_embed: bool = False, guidance_embed: bool = False):
         super().__init__()
         if image_size % patch_size:
             raise ValueError(f"image_size {image_size} must be divisible by patch_size {patch_size}")
@@ -47,13 +55,26 @@ class FlowMoDecoder(ModelMixin, ConfigMixin):
             raise ValueError(f"output_norm must be 'once' (ours) or 'twice' (the reference release), got {output_norm!r}")
         patch_channels = in_channels * patch_size**2
         self.time_embed = TimestepEmbedder(hidden_size, time_embed_dim, time_factor)
+        # the students' switches: (embedder, neutral value), the embedder's output layer zero-initialised
+        self.step_embedder = self._switch_embedder(step_embed, hidden_size, time_embed_dim, time_factor)
+        self.guidance_embedder = self._switch_embedder(guidance_embed, hidden_size, time_embed_dim, time_factor)
         self.image_in = nn.Linear(patch_channels, hidden_size)
         self.code_in = nn.Linear(code_dim + 1, hidden_size)
         self.transformer = MMDiTStack(hidden_size, depth, num_heads, mlp_ratio, modulated=True, output_stream="image",
                                       qkv_bias=qkv_bias, rope_axes_dims=rope_axes_dims, rope_theta=rope_theta)
         self.image_out = OutputHead(hidden_size, patch_channels, modulated=True, norm_twice=output_norm == "twice")
 
-    def check_inputs(self, codes: torch.Tensor, x_t: torch.Tensor | None, t, drop_code=None) -> None:
+    @staticmethod
+    def _switch_embedder(on: bool, hidden_size: int, frequency_dim: int, time_factor: float) -> nn.Module | None:
+        if not on:
+            return None
+        embedder = TimestepEmbedder(hidden_size, frequency_dim, time_factor)
+        nn.init.zeros_(embedder.mlp[-1].weight)
+        nn.init.zeros_(embedder.mlp[-1].bias)
+        return embedder
+
+    def check_inputs(self, codes: torch.Tensor, x_t: torch.Tensor | None, t, drop_code=None, step_size=None,
+                     guidance=None) -> None:
         """Raise a clear error for inputs that :meth:`forward` cannot take.
 
         ``forward`` runs this in eager mode only; under ``torch.compile`` the traced graph skips it, so
@@ -81,6 +102,13 @@ class FlowMoDecoder(ModelMixin, ConfigMixin):
         drop_shape = None if drop_code is None else tuple(torch.as_tensor(drop_code).shape)
         if drop_shape not in (None, (), (batch,)):
             raise ValueError(f"drop_code must be a bool or a bool tensor of shape ({batch},), got {drop_shape}")
+        for name, value, switch in (("step_size", step_size, "step_embed"), ("guidance", guidance, "guidance_embed")):
+            if value is not None and not self.config.get(switch, False):
+                raise ValueError(f"this decoder takes no {name} ({switch} is off in its config); a few-step student "
+                                 f"of recipes/flowmo_distill.py does")
+            if value is not None and tuple(torch.as_tensor(value).shape) not in ((), (batch,)):
+                raise ValueError(f"{name} must be a number or a tensor of shape ({batch},), "
+                                 f"got {tuple(torch.as_tensor(value).shape)}")
 
     def code_condition(self, codes: torch.Tensor, drop_code: torch.Tensor | bool | None = None) -> torch.Tensor:
         """The code stream's input (B, S, d + 1): ``concat([codes, 1])``, all zero where ``drop_code``."""
@@ -92,12 +120,19 @@ class FlowMoDecoder(ModelMixin, ConfigMixin):
         return code_input * keep[:, None, None].to(code_input.dtype)
 
     def forward(self, codes: torch.Tensor, x_t: torch.Tensor | None = None, t: torch.Tensor | float | None = None,
-                drop_code: torch.Tensor | bool | None = None) -> torch.Tensor:
+                drop_code: torch.Tensor | bool | None = None, step_size: torch.Tensor | float | None = None,
+                guidance: torch.Tensor | float | None = None) -> torch.Tensor:
         if not torch.compiler.is_compiling():
-            self.check_inputs(codes, x_t, t, drop_code)
+            self.check_inputs(codes, x_t, t, drop_code, step_size, guidance)
         config = self.config
         batch, grid = x_t.shape[0], patch_grid(x_t, config.patch_size)
         vec = self.time_embed(torch.as_tensor(t, device=x_t.device).expand(batch))
+        for embedder, value, neutral in ((self.step_embedder, step_size, 0.0), (self.guidance_embedder, guidance, 1.0)):
+            if value is not None:
+                both = torch.stack([torch.as_tensor(value, device=x_t.device, dtype=torch.float32).expand(batch),
+                                    torch.full((batch,), neutral, device=x_t.device)])
+                embedded, at_neutral = embedder(both.flatten()).unflatten(0, (2, batch))
+                vec = vec + embedded - at_neutral
         code_input = self.code_condition(codes, drop_code)
         dtype = self.image_in.weight.dtype
         image = self.image_in(patchify(x_t, config.patch_size).to(dtype))

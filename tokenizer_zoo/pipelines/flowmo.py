@@ -14,6 +14,8 @@ flow-matching scheduler (``set_timesteps(num_inference_steps)``, ``step``) can b
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import torch
 from diffusers import DiffusionPipeline, ImagePipelineOutput
 
@@ -65,9 +67,11 @@ class FlowMoPipeline(TokenizerPipelineMixin, DiffusionPipeline):
                             "none: leave rho out, or set the schedule through that scheduler's own config")
         return type(self.scheduler).from_config(self.scheduler.config, rho=rho)
 
-    def _velocity(self, codes, x, t, guidance_scale, guidance_interval) -> torch.Tensor:
+    def _velocity(self, codes, x, t, guidance_scale, guidance_interval, step_size=None) -> torch.Tensor:
         batch = x.shape[0]
         t_batch = t.expand(batch).to(x.dtype)
+        if step_size is not None:  # a few-step student: told its step, guidance distilled into one pass
+            return self.decoder(codes, x, t_batch, step_size=step_size, guidance=guidance_scale)
         low, high = guidance_interval
         if guidance_scale == 1.0 or not low <= float(t) <= high:
             return self.decoder(codes, x, t_batch)
@@ -112,13 +116,9 @@ class FlowMoPipeline(TokenizerPipelineMixin, DiffusionPipeline):
         guidance_interval = defaults["guidance_interval"] if guidance_interval is None else guidance_interval
         scheduler = self._scheduler_for_call(rho)
         scheduler.set_timesteps(num_inference_steps or defaults["num_inference_steps"], device=self.device)
-        flow_time_scale = scheduler.config.get("num_train_timesteps", 1)
         x = self._initial_noise(codes.shape[0], generator, latents)
-        # checked once here: a decoder compiled with torch.compile skips its own input checks
-        self.decoder.check_inputs(codes, x, scheduler.timesteps[0] / flow_time_scale)
-        for timestep in self.progress_bar(scheduler.timesteps):
-            v = self._velocity(codes, x, timestep / flow_time_scale, guidance_scale, guidance_interval)
-            x = scheduler.step(v, timestep, x).prev_sample
+        for x in self.trajectory(codes, x, scheduler, guidance_scale, guidance_interval):
+            pass
         images = from_model_output(x, output_type)
         return ImagePipelineOutput(images=images) if return_dict else (images,)
 
@@ -140,6 +140,25 @@ class FlowMoPipeline(TokenizerPipelineMixin, DiffusionPipeline):
         return flow_log_likelihood(velocity, pixels, num_steps=num_inference_steps, rho=rho, method="heun",
                                    divergence=divergence, num_probes=num_probes, generator=generator,
                                    dequantize=dequantize)
+
+    def trajectory(self, codes: torch.Tensor, x: torch.Tensor, scheduler, guidance_scale: float,
+                   guidance_interval: tuple[float, float]) -> Iterator[torch.Tensor]:
+        """The samples after each step of ``scheduler`` (its timesteps set) from the noise ``x``; the last is
+        :meth:`decode`'s output before conversion. A few-step student's decoder (``step_embed``) is told
+        each step's size and takes the guidance scale as an input (one pass per step, no interval)."""
+        flow_time_scale = scheduler.config.get("num_train_timesteps", 1)
+        student = self.decoder.config.get("step_embed", False)
+        if student and not hasattr(scheduler, "step_sizes"):
+            raise TypeError(f"this decoder is a few-step student: sample it with its FewStepScheduler, not "
+                            f"{type(scheduler).__name__}")
+        step_sizes = scheduler.step_sizes.to(x.dtype) if student else [None] * len(scheduler.timesteps)
+        # checked once here: a decoder compiled with torch.compile skips its own input checks
+        self.decoder.check_inputs(codes, x, scheduler.timesteps[0] / flow_time_scale, step_size=step_sizes[0],
+                                  guidance=guidance_scale if student else None)
+        for timestep, step_size in zip(self.progress_bar(scheduler.timesteps), step_sizes):
+            v = self._velocity(codes, x, timestep / flow_time_scale, guidance_scale, guidance_interval, step_size)
+            x = scheduler.step(v, timestep, x).prev_sample
+            yield x
 
     @check_arguments(decode)
     def __call__(self, images, **decode_kwargs) -> ImagePipelineOutput | tuple:

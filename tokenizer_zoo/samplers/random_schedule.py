@@ -43,13 +43,14 @@ Velocity = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def euler_chain(decoder: Velocity, codes: torch.Tensor, noise: torch.Tensor, times: torch.Tensor,
-                checkpointing: bool = True) -> torch.Tensor:
+                checkpointing: bool = True, step_conditioned: bool = False, **decoder_kwargs) -> torch.Tensor:
     """Integrate dx/dt = decoder(codes, x, t) from ``noise`` at ``times[:, 0]`` to ``times[:, -1]``.
 
     ``times``: (B, n + 1) per-sample schedules (or (n + 1,) shared). Differentiable; with
     ``checkpointing`` each decoder call is recomputed in the backward pass
     (``torch.utils.checkpoint.checkpoint(..., use_reentrant=False)``). The result is not clipped:
-    clipping would zero the gradient of every overshooting pixel.
+    clipping would zero the gradient of every overshooting pixel. ``step_conditioned``: also pass
+    ``step_size`` = t - t_next (a few-step student's decoder); ``decoder_kwargs`` go to every call.
     """
     times = times.to(device=noise.device, dtype=noise.dtype)
     if times.ndim == 1:
@@ -60,9 +61,10 @@ def euler_chain(decoder: Velocity, codes: torch.Tensor, noise: torch.Tensor, tim
     sample = noise
     for index in range(times.shape[1] - 1):
         t, t_next = times[:, index], times[:, index + 1]
+        kwargs = {**decoder_kwargs, "step_size": t - t_next} if step_conditioned else decoder_kwargs
         if checkpointing:
-            velocity = checkpoint(decoder, codes, sample, t, use_reentrant=False)
+            velocity = checkpoint(decoder, codes, sample, t, use_reentrant=False, **kwargs)
         else:
-            velocity = decoder(codes, sample, t)
+            velocity = decoder(codes, sample, t, **kwargs)
         sample = euler_step(sample, velocity, t, t_next)
     return sample

@@ -61,7 +61,11 @@ class ShiftedEulerScheduler(FlowMatchEulerDiscreteScheduler):
             raise TypeError(f"{type(self).__name__}.set_timesteps takes num_inference_steps and device only, "
                             f"not {', '.join(diffusers_kwargs)}; use FlowMatchEulerDiscreteScheduler for custom sigmas")
         n = num_inference_steps or self.config.num_inference_steps
-        super().set_timesteps(sigmas=shifted_schedule(n, self.config.rho)[:-1].tolist(), device=device)
+        super().set_timesteps(sigmas=self.flow_times(n)[:-1].tolist(), device=device)
+
+    def flow_times(self, num_inference_steps: int) -> torch.Tensor:
+        """The n + 1 flow times, 1 down to 0, of sampling in ``num_inference_steps`` steps (float64)."""
+        return shifted_schedule(num_inference_steps, self.config.rho)
 
     def step(self, model_output: torch.Tensor, timestep, sample: torch.Tensor, return_dict: bool = True, **kwargs):
         if self.step_index is not None and self.step_index >= self.num_inference_steps:

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 import torch
 import yaml
 from accelerate import Accelerator, PartialState
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, send_to_device, set_seed
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, broadcast, send_to_device, set_seed
 from diffusers.training_utils import EMAModel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -208,6 +208,13 @@ def eval_mode(model):
         model.train(was_training)
 
 
+def main_process_decides(accelerator: Accelerator, decide: Callable[[], bool]) -> bool:
+    """``decide()`` run on the main process only (an evaluation that may stop the run); its answer on
+    every process."""
+    answer = bool(decide()) if accelerator.is_main_process else False
+    return bool(broadcast(torch.tensor([answer], device=accelerator.device)).item())
+
+
 def reconstruct(model, images: torch.Tensor, num_inference_steps: int = 25, seed: int = 0, **decode_kwargs) -> torch.Tensor:
     """Held-out reconstructions of ``images`` (both [-1, 1], the training convention) through
     ``model.to_pipeline()`` (whose images are [0, 1]) with a fixed generator, in eval mode."""
@@ -252,6 +259,17 @@ def save_recipe_pipeline(accelerator: Accelerator, model, output_dir: Path, info
     pipe.save_pretrained(output_dir / "pipeline")
     (output_dir / "pipeline" / "training_config.yaml").write_text(config_yaml(cfg))
     accelerator.print(f"saved the pipeline to {output_dir / 'pipeline'}")
+
+
+def save_best_pipeline(trainer: "Trainer", stopper, info: dict) -> None:
+    """End a run kept by early stopping: the main process writes the best weights ``stopper`` kept as
+    ``output_dir/pipeline`` (with ``info``), the others take the EMA weights; then the trackers close."""
+    if trainer.accelerator.is_main_process:
+        stopper.copy_best_to(trainer.trainable)
+        save_recipe_pipeline(trainer.accelerator, trainer.model, trainer.out, info, trainer.cfg)
+    else:
+        trainer.ema.copy_to(trainer.trainable)
+    trainer.accelerator.end_training()
 
 
 @dataclass
