@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-$PIP install -e ".[test,demo]" -e plugins/tokenizer-zoo-bsq -e plugins/tokenizer-zoo-vqtorch
+# Creates .venv and installs tokenizer-zoo, its test and demo extras and the plugins (BSQ, vector-quantize-pytorch).
 # Idempotent: does nothing when the installed set matches the current project files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
