@@ -14,6 +14,7 @@ by writing a ``FlowMoPipeline`` folder (EMA weights) to ``output_dir/pipeline``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from pathlib import Path
 
@@ -43,8 +44,11 @@ class Stage1AConfig(RecipeConfig):
     lr: float = 1e-4
     encoder_lr_scale: float = 1.0  # the encoder's (and quantizer's) learning rate is lr * encoder_lr_scale
     encoder_freeze_step: int | None = None  # the encoder's learning rate is 0 from this step on
+    lr_schedule: str = "constant"  # or "cosine": linear warm-up over lr_warmup_steps, then cosine decay to 0
+    lr_warmup_steps: int = 0
     perceptual_weight: float = 0.1
     perceptual_net: str = "lpips_vgg"
+    perceptual_precision: str = "float32"  # "auto": bf16 LPIPS on CPUs with native bf16 (README, "The main job")
     grid_every: int = 500
 
 
@@ -55,10 +59,12 @@ def build_model(cfg: Stage1AConfig):
     if getattr(parts.decoder, "is_generative", False):
         loss = FlowMatchingLoss(perceptual_weight=cfg.perceptual_weight, perceptual_net=cfg.perceptual_net,
                                 timestep_sampler=cfg.timestep_sampler, cfg_dropout=cfg.cfg_dropout,
-                                timestep_shift=cfg.timestep_shift, t1_prob=cfg.t1_prob, x0_weight=cfg.x0_weight)
+                                timestep_shift=cfg.timestep_shift, t1_prob=cfg.t1_prob, x0_weight=cfg.x0_weight,
+                                perceptual_precision=cfg.perceptual_precision)
         return Stage1AModel(parts.encoder, parts.quantizer, parts.decoder, loss), parts
     perceptual = PERCEPTUAL.build(cfg.perceptual_net) if cfg.perceptual_weight > 0 else None
-    return RegressionModel(parts.encoder, parts.quantizer, parts.decoder, perceptual, cfg.perceptual_weight), parts
+    return RegressionModel(parts.encoder, parts.quantizer, parts.decoder, perceptual, cfg.perceptual_weight,
+                           cfg.perceptual_precision), parts
 
 
 def batch_inputs(model, accelerator, seed: int):
@@ -101,16 +107,38 @@ def heldout_report(trainer: Trainer, images: torch.Tensor, cfg: Stage1AConfig, m
     return evaluate
 
 
-def after_steps(optimizer, freeze_step: int | None, clock: PhaseClock, first_step: int):
-    """``after_step(step)`` of the loop: the encoder's learning rate is 0 from ``freeze_step`` on; the
-    first step of the run is timed apart (with a compiled model it holds the compile warm-up)."""
+def lr_factor(cfg: Stage1AConfig, step: int) -> float:
+    """The learning rate of ``step`` (0-based: the step about to be taken) over ``cfg.lr``."""
+    if cfg.lr_schedule not in ("constant", "cosine"):
+        raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {cfg.lr_schedule!r}")
+    if step < cfg.lr_warmup_steps:
+        return (step + 1) / cfg.lr_warmup_steps
+    if cfg.lr_schedule == "constant":
+        return 1.0
+    progress = (step - cfg.lr_warmup_steps) / max(cfg.max_steps - cfg.lr_warmup_steps, 1)
+    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def after_steps(optimizer, cfg: Stage1AConfig, clock: PhaseClock, first_step: int):
+    """``after_step(step)`` of the loop: the learning rates of the next step (schedule; the encoder's is 0
+    from ``encoder_freeze_step`` on); the first step of the run is timed apart (with a compiled model it
+    holds the compile warm-up). The rates depend on the step only, so a resumed run follows the same ones."""
+    base = [cfg.lr * cfg.encoder_lr_scale, cfg.lr]
+
+    def set_rates(step: int) -> dict:
+        for group, lr in zip(optimizer.param_groups, base):
+            group["lr"] = lr * lr_factor(cfg, step)
+        if cfg.encoder_freeze_step is not None and step >= cfg.encoder_freeze_step:
+            optimizer.param_groups[0]["lr"] = 0.0
+        return {"lr": torch.tensor(optimizer.param_groups[1]["lr"])}
 
     def after_step(step: int) -> dict:
         if step == first_step + 1:
             clock.lap("first step (compile warm-up)")
-        if freeze_step is not None and step >= freeze_step:
-            optimizer.param_groups[0]["lr"] = 0.0
-        return {}
+        return set_rates(step)
+
+    set_rates(first_step)
+    return after_step
 
     return after_step
 
@@ -137,7 +165,7 @@ def main(argv: list[str] | None = None) -> torch.nn.Module:
         evaluate(0)
     clock.lap("set_up")
     run = trainer.run(batch_inputs(model, accelerator, cfg.seed), evaluate, cfg.grid_every,
-                      after_step=after_steps(optimizer, cfg.encoder_freeze_step, clock, trainer.step))
+                      after_step=after_steps(optimizer, cfg, clock, trainer.step))
     clock.lap("training")
 
     # --- the output: a loadable pipeline with the EMA weights ----------------------------------

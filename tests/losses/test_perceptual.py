@@ -72,3 +72,42 @@ def test_real_lpips_behaves_like_an_imagenet_network(net):
     prediction = near_image.clone().requires_grad_(True)
     model(prediction, image).sum().backward()
     assert prediction.grad.abs().sum() > 0
+
+
+class _ConvDistance(torch.nn.Module):
+    """A small frozen conv net distance (B,) standing in for LPIPS in the precision tests."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Conv2d(3, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(32, 32, 3))
+        self.requires_grad_(False)
+
+    def forward(self, a, b):
+        return (self.net(a) - self.net(b)).square().mean(dim=(1, 2, 3))
+
+
+def test_perceptual_precision_choices():
+    from tokenizer_zoo.losses.perceptual import resolve_perceptual_bf16
+
+    assert resolve_perceptual_bf16("float32") is False and resolve_perceptual_bf16("bfloat16") is True
+    assert resolve_perceptual_bf16("auto") is bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    with pytest.raises(ValueError, match="float32"):
+        resolve_perceptual_bf16("fp16")
+
+
+def test_bf16_perceptual_scores_and_gradients_stay_close_to_float32():
+    from tokenizer_zoo.losses.perceptual import perceptual_scores
+
+    torch.manual_seed(0)
+    net, target = _ConvDistance(), torch.rand(4, 3, 16, 16) * 2 - 1
+    grads, scores = {}, {}
+    for bf16 in (False, True):
+        prediction = (target + 0.3 * torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(1))).requires_grad_()
+        scores[bf16] = perceptual_scores(net, prediction, target, bf16=bf16)
+        scores[bf16].sum().backward()
+        grads[bf16] = prediction.grad
+    assert scores[True].dtype == torch.float32
+    assert torch.equal(scores[False], net(prediction.detach(), target))  # float32: exactly the network's own call
+    torch.testing.assert_close(scores[True], scores[False], rtol=3e-2, atol=1e-4)
+    cosine = torch.nn.functional.cosine_similarity(grads[True].flatten(), grads[False].flatten(), dim=0)
+    assert cosine > 0.99

@@ -36,6 +36,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from tokenizer_zoo.losses.perceptual import perceptual_scores, resolve_perceptual_bf16
 from tokenizer_zoo.losses.timesteps import TIMESTEP_SAMPLERS, TimestepSampler, shift_timesteps
 from tokenizer_zoo.random_draws import draw
 
@@ -112,6 +113,8 @@ class FlowMatchingLoss(nn.Module):
         timestep_shift: the resolution shift s of the drawn noise levels (1: none, the paper).
         t1_prob: probability per sample of the noise level t = 1 (0: none, the paper).
         x0_weight: weight of the one-pass loss of every image at t = 1 (0: none, the paper).
+        perceptual_precision: "float32" (the paper), "bfloat16" or "auto" (bf16 on CPUs with native bf16):
+            the precision of the perceptual network on the CPU (:func:`resolve_perceptual_bf16`).
     """
 
     def __init__(
@@ -124,6 +127,7 @@ class FlowMatchingLoss(nn.Module):
         timestep_shift: float = 1.0,
         t1_prob: float = 0.0,
         x0_weight: float = 0.0,
+        perceptual_precision: str = "float32",
     ):
         super().__init__()
         if timestep_shift <= 0:
@@ -149,6 +153,7 @@ class FlowMatchingLoss(nn.Module):
 
             perceptual = PERCEPTUAL.build(perceptual_net)
         self.perceptual = perceptual
+        self.perceptual_bf16 = resolve_perceptual_bf16(perceptual_precision)
 
     def draw(self, x: torch.Tensor, generator: torch.Generator | None = None) -> FlowNoise:
         """The random quantities of one step for the batch ``x``: noise levels, noise, dropout mask."""
@@ -189,7 +194,8 @@ class FlowMatchingLoss(nn.Module):
         if self.perceptual is None:
             scores = torch.zeros(len(predictions), device=x.device)
         else:
-            scores = self.perceptual(predictions, x.repeat(len(predictions) // batch, 1, 1, 1)).float()
+            scores = perceptual_scores(self.perceptual, predictions, x.repeat(len(predictions) // batch, 1, 1, 1),
+                                       self.perceptual_bf16)
         perceptual = scores[:batch].mean()
         total = flow + self.perceptual_weight * perceptual
         x0 = torch.zeros((), device=x.device)

@@ -159,3 +159,28 @@ def lpips_vgg(weights_path: str | os.PathLike | None = None) -> torch.nn.Module:
 def lpips_alex(weights_path: str | os.PathLike | None = None) -> torch.nn.Module:
     """LPIPS with the AlexNet backbone (the usual LPIPS metric)."""
     return build_lpips("alex", weights_path)
+
+
+PERCEPTUAL_PRECISIONS = ("float32", "bfloat16", "auto")
+
+
+def resolve_perceptual_bf16(precision: str) -> bool:
+    """Whether a training loss runs its perceptual network in bf16 on the CPU: ``"bfloat16"`` always,
+    ``"auto"`` when the CPU has native bf16 (AVX512-BF16 / AMX: there LPIPS-VGG's forward and backward
+    take ~0.4x the float32 time; emulated bf16 is slower than float32), ``"float32"`` never. On GPUs the
+    Accelerator's mixed precision decides, not this."""
+    if precision not in PERCEPTUAL_PRECISIONS:
+        raise ValueError(f"perceptual precision must be one of {PERCEPTUAL_PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return precision == "bfloat16"
+
+
+def perceptual_scores(net: torch.nn.Module, predictions: torch.Tensor, targets: torch.Tensor, bf16: bool = False) -> torch.Tensor:
+    """``net(predictions, targets)`` as float32; with ``bf16`` and CPU tensors, under bf16 autocast in the
+    channels-last layout (oneDNN's fast path for convolutions). For training losses, not metrics."""
+    if not (bf16 and predictions.device.type == "cpu"):
+        return net(predictions, targets).float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        return net(predictions.contiguous(memory_format=torch.channels_last),
+                   targets.contiguous(memory_format=torch.channels_last)).float()
