@@ -50,6 +50,7 @@ class Stage1AConfig(RecipeConfig):
     perceptual_net: str = "lpips_vgg"
     perceptual_precision: str = "float32"  # "auto": bf16 LPIPS on CPUs with native bf16 (README, "The main job")
     grid_every: int = 500
+    eval_at_start: bool = True  # held-out report of the untrained model at step 0
 
 
 def build_model(cfg: Stage1AConfig):
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> torch.nn.Module:
                       checkpointed=(weight_norm,) if weight_norm is not None else (), name=cfg.preset)
     measured: dict[str, float] = {}
     evaluate = heldout_report(trainer, data.eval_images, cfg, measured, clock)
-    if trainer.step == 0:
+    if trainer.step == 0 and cfg.eval_at_start:
         evaluate(0)
     clock.lap("set_up")
     run = trainer.run(batch_inputs(model, accelerator, cfg.seed), evaluate, cfg.grid_every,

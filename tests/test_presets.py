@@ -6,7 +6,7 @@ from tokenizer_zoo.presets import (PRESETS, Tokenizer, TokenizerPreset, build_to
 from tokenizer_zoo.registry import RegistryError
 
 BPP = {"flowmo_lo": 0.0703, "flowmo_hi": 0.2188, "flowmo_small": 0.0703, "flowmo_small_patch16": 0.0703,
-       "flowmo_tiny": 0.2812}
+       "flowmo_tiny": 0.2812, "flowmo_tiny_fsq": 0.2812}
 
 
 def test_presets_are_listed():

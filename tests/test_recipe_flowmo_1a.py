@@ -19,7 +19,7 @@ from tokenizer_zoo.training.preemption import TrainingPreempted
 
 # small and fast: no LPIPS (covered by the loss tests), tiny images, a few steps
 FAST = ["perceptual_weight=0", "batch_size=4", "eval_images=4", "eval_steps=2", "log_every=1", "grid_every=1000",
-        "ema_decay=0.9", "lr=1e-3"]
+        "ema_decay=0.9", "lr=1e-3", "eval_at_start=true"]
 
 
 def _recipe():
