@@ -18,7 +18,9 @@ correctly; Accelerate can ``register_for_checkpointing`` the object).
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.distributed.tensor import DTensor
 
 from tokenizer_zoo.layers.mmdit import MMDiTBlock
 
@@ -53,8 +55,13 @@ class ForcedWeightNorm:
         self.initial_norms = {name: self._norm(w).detach().clone() for name, w in self.weights.items()}
 
     def _norm(self, weight: torch.Tensor) -> torch.Tensor:
-        weight = weight.detach().float()
-        return weight.norm(dim=1, keepdim=True) if self.per_row else weight.norm()
+        """The norm of ``weight``; of a weight sharded by rows (FSDP's DTensor), summed over its shards."""
+        if not isinstance(weight, DTensor):
+            weight = weight.detach().float()
+            return weight.norm(dim=1, keepdim=True) if self.per_row else weight.norm()
+        squares = weight.to_local().detach().float().square().sum()
+        dist.all_reduce(squares, group=weight.device_mesh.get_group())
+        return squares.sqrt()
 
     @torch.no_grad()
     def __call__(self) -> None:
@@ -62,7 +69,7 @@ class ForcedWeightNorm:
             target = self.initial_norms[name].to(weight.device)
             current = self._norm(weight)
             factor = torch.where(current > 0, target / current.clamp_min(1e-30), torch.ones_like(current))
-            weight.mul_(factor.to(weight.dtype))
+            (weight.to_local() if isinstance(weight, DTensor) else weight).mul_(factor.to(weight.dtype))
 
     def state_dict(self) -> dict:
         return {"per_row": self.per_row, "initial_norms": {k: v.cpu() for k, v in self.initial_norms.items()}}

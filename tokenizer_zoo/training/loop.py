@@ -30,6 +30,7 @@ from tokenizer_zoo.metrics.code_use import code_use
 from tokenizer_zoo.metrics.psnr import psnr
 from tokenizer_zoo.training.bad_images import BadImageLog
 from tokenizer_zoo.training.checkpoints import check_training_logs, resume, save_checkpoint
+from tokenizer_zoo.training.fsdp import FSDPSharding, fsdp_requested, without_accelerate_fsdp
 from tokenizer_zoo.training.preemption import StopSignals, TrainingPreempted, ignore_stop_signals
 from tokenizer_zoo.training.reporting import resolve_mixed_precision, save_comparison_grid
 
@@ -43,14 +44,15 @@ def build_accelerator(output_dir: Path, mixed_precision: str, gradient_accumulat
     was given, not its compiled wrapper, so the saved names have no ``_orig_mod.`` prefix and
     checkpoints move between compiled and eager runs (tests/training/test_compiled_training.py).
     """
-    accelerator = Accelerator(
-        cpu=not torch.cuda.is_available(),
-        mixed_precision=resolve_mixed_precision(mixed_precision),
-        gradient_accumulation_steps=gradient_accumulation_steps,
-        log_with="tensorboard",
-        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
-    )
+    with without_accelerate_fsdp():  # the Trainer shards the model itself (tokenizer_zoo.training.fsdp)
+        accelerator = Accelerator(
+            cpu=not torch.cuda.is_available(),
+            mixed_precision=resolve_mixed_precision(mixed_precision),
+            gradient_accumulation_steps=gradient_accumulation_steps,
+            log_with="tensorboard",
+            project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+        )
     set_seed(seed)
     if accelerator.device.type == "cpu" and accelerator.num_processes == 1:
         # `accelerate launch` without a GPU sets OMP_NUM_THREADS=1; one CPU process should use every core
@@ -90,6 +92,7 @@ class RecipeConfig:
     shuffle_buffer: int = 1000  # examples in the shuffle buffer of a streamed dataset
     strict: bool = False  # unreadable training images stop the run (default: skipped, counted and listed)
     max_bad_fraction: float = 0.01  # stop when more of the training images read than this are unreadable
+    fsdp: bool = False  # shard the model with FSDP2 (also set by `accelerate launch --use_fsdp`)
 
 
 @dataclass
@@ -156,7 +159,8 @@ def accumulated_step(accelerator: Accelerator, model, optimizer, *inputs):
     """One micro-step under gradient accumulation: forward, backward, and the optimiser step that
     Accelerate turns into a no-op until gradients sync. Returns the model's output (``.loss``, ``.logs``)."""
     with accelerator.accumulate(model):
-        output = model(*inputs)
+        with accelerator.autocast():  # a sharded model is not wrapped by accelerator.prepare
+            output = model(*inputs)
         accelerator.backward(output.loss)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -300,21 +304,50 @@ class Trainer:
                  checkpointed: tuple = (), name: str = "train"):
         self.cfg, self.accelerator, self.name = cfg, accelerator, name
         self.out, self.trainable, self.weight_norm = Path(cfg.output_dir), trainable, weight_norm
-        self.ema = EMAModel(trainable, decay=cfg.ema_decay)
         self.stream = loader.dataset if isinstance(loader.dataset, torch.utils.data.IterableDataset) else None
+        self.sharding = self._shard(model, optimizer) if fsdp_requested(cfg) else None
+        prepared = (optimizer,) if self.sharding is not None else (model, optimizer)
         if self.stream is None:
-            self.model, self.optimizer, self.loader = accelerator.prepare(model, optimizer, loader)
+            *prepared, self.loader = accelerator.prepare(*prepared, loader)
         else:
-            (self.model, self.optimizer), self.loader = accelerator.prepare(model, optimizer), loader
+            prepared, self.loader = accelerator.prepare(*prepared), loader
+        self.model, self.optimizer = (self.sharding.model, prepared[0]) if self.sharding is not None else prepared
+        self.ema = EMAModel(trainable, decay=cfg.ema_decay)  # after sharding: the EMA of the sharded parameters
         accelerator.register_for_checkpointing(self.ema, *checkpointed)
         self.step = resume(accelerator, self.out, self.stream.load_state_dict if self.stream is not None else None)
         self.bad_images = BadImageLog(accelerator, self.out / "logs", cfg.max_bad_fraction, cfg.dataset)
         if accelerator.is_main_process:
             accelerator.init_trackers(name, config={k: str(v) for k, v in dataclasses.asdict(cfg).items()})
 
+    def _shard(self, model: torch.nn.Module, optimizer) -> FSDPSharding | None:
+        """Shard ``model`` with FSDP2 (:mod:`tokenizer_zoo.training.fsdp`); None with one process."""
+        accelerator = self.accelerator
+        if accelerator.num_processes == 1:
+            accelerator.print("FSDP was asked for with one process: training unsharded")
+            return None
+        if accelerator.mixed_precision == "fp16":
+            raise ValueError("FSDP runs train in fp32 or bf16, not fp16 (no sharded gradient scaler): "
+                             "set mixed_precision=bf16 or launch without --use_fsdp")
+        sharding = FSDPSharding(model, optimizer, self.trainable, self.weight_norm,
+                                keep_copy=accelerator.is_main_process, device=accelerator.device)
+        accelerator._models.append(sharding.model)  # checkpointed with the prepared models (checkpoints._registered)
+        return sharding
+
     @property
     def unwrapped(self) -> torch.nn.Module:
         return self.accelerator.unwrap_model(self.model)
+
+    def gathered(self) -> torch.nn.Module | None:
+        """Call on every process: the model as one unsharded module with the current weights, for the
+        main process's evaluation and the final pipeline (under FSDP: the main process's copy, None on
+        the others; else :attr:`unwrapped`)."""
+        return self.unwrapped if self.sharding is None else self.sharding.gathered()
+
+    @contextlib.contextmanager
+    def ema_model(self):
+        """Call on every process: :meth:`gathered` with the EMA weights swapped in for the block."""
+        with ema_weights(self.ema, self.trainable):
+            yield self.gathered()
 
     def _due(self, every: int) -> bool:
         return self.step % every == 0 or self.step == self.cfg.max_steps
