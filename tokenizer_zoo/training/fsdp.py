@@ -4,16 +4,16 @@
 Accelerate 1.16 selects its FSDP plugin only when GPUs are present, so the recipes do not use it:
 :func:`without_accelerate_fsdp` builds Accelerate's state as plain data parallelism (no DDP wrapper is
 applied, the model is not handed to ``accelerator.prepare``), and :class:`FSDPSharding` shards the
-model itself: every block of an ``nn.ModuleList`` (the transformer blocks), every direct child with
-parameters (encoder, quantizer, decoder, loss networks), then the whole model. Accelerate still
-splits the data, accumulates gradients and runs the optimiser.
+model itself: every block of an ``nn.ModuleList`` (the transformer blocks), then the whole model.
+Accelerate still splits the data, accumulates gradients and runs the optimiser.
 
 ``fully_shard`` replaces each parameter by a sharded ``DTensor``. What the recipe built on the old
 parameters follows the new ones (matched by name): the optimiser's parameter groups, the recipe's
 ``trainable`` list (changed in place) and the forced weight norm. The EMA is built on the sharded
 parameters, so its shadow weights are sharded too. The main process's evaluation and the final
 pipeline run on an unsharded copy of the model that only the main process holds
-(:meth:`FSDPSharding.gathered` loads it with the current weights, gathered from every process).
+(:meth:`FSDPSharding.gathered` loads it with the current weights, gathered from every process;
+``copy_trainable`` are its parameters that ``trainable`` names).
 Checkpoints are written by :mod:`tokenizer_zoo.training.sharded_state`.
 """
 
@@ -59,13 +59,13 @@ def local(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.to_local() if isinstance(tensor, DTensor) else tensor
 
 
-def _units(model: nn.Module) -> list[nn.Module]:
-    """The modules sharded as units before the whole model, innermost first: blocks of ModuleLists,
-    then the direct children of ``model`` that hold parameters."""
+def _blocks(model: nn.Module) -> list[nn.Module]:
+    """The modules sharded as units before the whole model, innermost first: the blocks of ModuleLists
+    that hold parameters (transformer blocks). A block's parameters are gathered when its forward runs,
+    the others when the model's forward runs."""
     blocks = [block for module in model.modules() if isinstance(module, nn.ModuleList) for block in module
               if any(True for _ in block.parameters())]
-    children = [child for child in model.children() if any(True for _ in child.parameters())]
-    return [*reversed(blocks), *(child for child in children if child not in blocks)]
+    return blocks[::-1]
 
 
 class FSDPSharding:
@@ -89,9 +89,11 @@ class FSDPSharding:
         group_names = [[names[id(p)] for p in group["params"]] for group in optimizer.param_groups]
         norm_names = {key: names[id(w)] for key, w in weight_norm.weights.items()} if weight_norm is not None else {}
         self.copy = copy.deepcopy(model).to(device) if keep_copy else None
+        copied = dict(self.copy.named_parameters()) if keep_copy else {}
+        self.copy_trainable = [copied[name] for name in trainable_names] if keep_copy else None
         model.to(device)
-        for unit in _units(model):
-            fully_shard(unit)
+        for block in _blocks(model):
+            fully_shard(block)
         fully_shard(model)
         self.model = model
         sharded = dict(model.named_parameters())

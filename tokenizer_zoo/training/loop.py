@@ -219,6 +219,17 @@ def main_process_decides(accelerator: Accelerator, decide: Callable[[], bool]) -
     return bool(broadcast(torch.tensor([answer], device=accelerator.device)).item())
 
 
+def ema_decision(trainer: "Trainer", decide: Callable[[int, torch.nn.Module], bool]) -> Callable[[int], bool]:
+    """``evaluate(step)`` of a run that early stopping may end: ``decide(step, model)`` on the main process
+    with the EMA weights (:meth:`Trainer.ema_model`, gathered under FSDP); its answer on every process."""
+
+    def evaluate(step: int) -> bool:
+        with trainer.ema_model() as model:
+            return main_process_decides(trainer.accelerator, lambda: decide(step, model))
+
+    return evaluate
+
+
 def reconstruct(model, images: torch.Tensor, num_inference_steps: int = 25, seed: int = 0, **decode_kwargs) -> torch.Tensor:
     """Held-out reconstructions of ``images`` (both [-1, 1], the training convention) through
     ``model.to_pipeline()`` (whose images are [0, 1]) with a fixed generator, in eval mode."""
@@ -266,11 +277,13 @@ def save_recipe_pipeline(accelerator: Accelerator, model, output_dir: Path, info
 
 
 def save_best_pipeline(trainer: "Trainer", stopper, info: dict) -> None:
-    """End a run kept by early stopping: the main process writes the best weights ``stopper`` kept as
-    ``output_dir/pipeline`` (with ``info``), the others take the EMA weights; then the trackers close."""
+    """End a run kept by early stopping (call on every process): the main process writes the best weights
+    ``stopper`` kept as ``output_dir/pipeline`` (with ``info``), the others take the EMA weights; then the
+    trackers close."""
+    model = trainer.gathered()
     if trainer.accelerator.is_main_process:
-        stopper.copy_best_to(trainer.trainable)
-        save_recipe_pipeline(trainer.accelerator, trainer.model, trainer.out, info, trainer.cfg)
+        stopper.copy_best_to(trainer.gathered_trainable)
+        save_recipe_pipeline(trainer.accelerator, model, trainer.out, info, trainer.cfg)
     else:
         trainer.ema.copy_to(trainer.trainable)
     trainer.accelerator.end_training()
@@ -342,6 +355,11 @@ class Trainer:
         main process's evaluation and the final pipeline (under FSDP: the main process's copy, None on
         the others; else :attr:`unwrapped`)."""
         return self.unwrapped if self.sharding is None else self.sharding.gathered()
+
+    @property
+    def gathered_trainable(self) -> list[torch.nn.Parameter] | None:
+        """The parameters of :meth:`gathered`'s model that ``trainable`` names."""
+        return self.trainable if self.sharding is None else self.sharding.copy_trainable
 
     @contextlib.contextmanager
     def ema_model(self):
