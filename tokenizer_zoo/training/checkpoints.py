@@ -182,6 +182,9 @@ def resume(accelerator, output_dir: str | Path, restore_data: Callable[[dict], N
         raise CheckpointError(f"{folder} holds {', '.join(f'{s} {k}' for k, (s, _) in counts.items())} but this run "
                               f"has {', '.join(f'{h} {k}' for k, (_, h) in counts.items())}: it was written by "
                               "another recipe or configuration; use a new output_dir")
+    if "sharded" not in state and any(is_sharded(model) for model in registered["models"]):
+        raise CheckpointError(f"{folder} was written without FSDP and does not resume under FSDP: resume it "
+                              "without --use_fsdp (fsdp=false), or use a new output_dir")
     if "sharded" in state:
         load_tree(registered, load_sharded(folder / SHARDED_DIR, saved, state_tree(registered)))
     else:

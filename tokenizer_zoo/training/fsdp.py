@@ -113,3 +113,18 @@ class FSDPSharding:
             if target is not None:
                 target[name].copy_(full)
         return self.copy
+
+
+def shard(accelerator, model: nn.Module, optimizer, trainable: list[nn.Parameter], weight_norm=None) -> FSDPSharding | None:
+    """:class:`FSDPSharding` of a training run (None with one process), its model checkpointed with the
+    prepared models (:func:`tokenizer_zoo.training.checkpoints.save_checkpoint`)."""
+    if accelerator.num_processes == 1:
+        accelerator.print("FSDP was asked for with one process: training unsharded")
+        return None
+    if accelerator.mixed_precision == "fp16":
+        raise ValueError("FSDP runs train in fp32 or bf16, not fp16 (no sharded gradient scaler): "
+                         "set mixed_precision=bf16 or launch without --use_fsdp")
+    sharding = FSDPSharding(model, optimizer, trainable, weight_norm, keep_copy=accelerator.is_main_process,
+                            device=accelerator.device)
+    accelerator._models.append(sharding.model)  # Accelerate's list of prepared models, read by the checkpoints
+    return sharding

@@ -30,7 +30,7 @@ from tokenizer_zoo.metrics.code_use import code_use
 from tokenizer_zoo.metrics.psnr import psnr
 from tokenizer_zoo.training.bad_images import BadImageLog
 from tokenizer_zoo.training.checkpoints import check_training_logs, resume, save_checkpoint
-from tokenizer_zoo.training.fsdp import FSDPSharding, fsdp_requested, without_accelerate_fsdp
+from tokenizer_zoo.training.fsdp import fsdp_requested, shard, without_accelerate_fsdp
 from tokenizer_zoo.training.preemption import StopSignals, TrainingPreempted, ignore_stop_signals
 from tokenizer_zoo.training.reporting import resolve_mixed_precision, save_comparison_grid
 
@@ -318,7 +318,7 @@ class Trainer:
         self.cfg, self.accelerator, self.name = cfg, accelerator, name
         self.out, self.trainable, self.weight_norm = Path(cfg.output_dir), trainable, weight_norm
         self.stream = loader.dataset if isinstance(loader.dataset, torch.utils.data.IterableDataset) else None
-        self.sharding = self._shard(model, optimizer) if fsdp_requested(cfg) else None
+        self.sharding = shard(accelerator, model, optimizer, trainable, weight_norm) if fsdp_requested(cfg) else None
         prepared = (optimizer,) if self.sharding is not None else (model, optimizer)
         if self.stream is None:
             *prepared, self.loader = accelerator.prepare(*prepared, loader)
@@ -331,20 +331,6 @@ class Trainer:
         self.bad_images = BadImageLog(accelerator, self.out / "logs", cfg.max_bad_fraction, cfg.dataset)
         if accelerator.is_main_process:
             accelerator.init_trackers(name, config={k: str(v) for k, v in dataclasses.asdict(cfg).items()})
-
-    def _shard(self, model: torch.nn.Module, optimizer) -> FSDPSharding | None:
-        """Shard ``model`` with FSDP2 (:mod:`tokenizer_zoo.training.fsdp`); None with one process."""
-        accelerator = self.accelerator
-        if accelerator.num_processes == 1:
-            accelerator.print("FSDP was asked for with one process: training unsharded")
-            return None
-        if accelerator.mixed_precision == "fp16":
-            raise ValueError("FSDP runs train in fp32 or bf16, not fp16 (no sharded gradient scaler): "
-                             "set mixed_precision=bf16 or launch without --use_fsdp")
-        sharding = FSDPSharding(model, optimizer, self.trainable, self.weight_norm,
-                                keep_copy=accelerator.is_main_process, device=accelerator.device)
-        accelerator._models.append(sharding.model)  # checkpointed with the prepared models (checkpoints._registered)
-        return sharding
 
     @property
     def unwrapped(self) -> torch.nn.Module:
