@@ -319,12 +319,13 @@ class Trainer:
         self.out, self.trainable, self.weight_norm = Path(cfg.output_dir), trainable, weight_norm
         self.stream = loader.dataset if isinstance(loader.dataset, torch.utils.data.IterableDataset) else None
         self.sharding = shard(accelerator, model, optimizer, trainable, weight_norm) if fsdp_requested(cfg) else None
-        prepared = (optimizer,) if self.sharding is not None else (model, optimizer)
-        if self.stream is None:
-            *prepared, self.loader = accelerator.prepare(*prepared, loader)
-        else:
-            prepared, self.loader = accelerator.prepare(*prepared), loader
-        self.model, self.optimizer = (self.sharding.model, prepared[0]) if self.sharding is not None else prepared
+        # a sharded model is not prepared (no DDP wrapper); a stream's loader is not either
+        models = () if self.sharding is not None else (model,)
+        prepared = accelerator.prepare(*models, optimizer, *(() if self.stream is not None else (loader,)))
+        prepared = list(prepared) if isinstance(prepared, tuple) else [prepared]
+        self.model = prepared.pop(0) if self.sharding is None else self.sharding.model
+        self.optimizer = prepared.pop(0)
+        self.loader = prepared.pop(0) if self.stream is None else loader
         self.ema = EMAModel(trainable, decay=cfg.ema_decay)  # after sharding: the EMA of the sharded parameters
         accelerator.register_for_checkpointing(self.ema, *checkpointed)
         self.step = resume(accelerator, self.out, self.stream.load_state_dict if self.stream is not None else None)
