@@ -20,10 +20,13 @@ from tokenizer_zoo.training.checkpoints import checkpoint_dirs
 STEPS = ["max_steps=3", "checkpoint_every=2"]
 
 
-def _fsdp_launch(out):
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--use_fsdp", "--num_processes", "2",
+def _fsdp_launch(out, by_config: bool = False):
+    """2 gloo processes with ``--use_fsdp``, or with ``--multi_gpu`` and ``fsdp=true``."""
+    how = ["--multi_gpu"] if by_config else ["--use_fsdp"]
+    command = [sys.executable, "-m", "accelerate.commands.launch", *how, "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
-               str(RECIPES / "flowmo_1a.py"), *FAST, *STEPS, "batch_size=2", f"output_dir={out}"]
+               str(RECIPES / "flowmo_1a.py"), *FAST, *STEPS, "batch_size=2", f"output_dir={out}",
+               *(["fsdp=true"] if by_config else [])]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -65,9 +68,9 @@ def test_fsdp_trains_like_one_process_resumes_exactly_and_its_checkpoint_loads_i
     single = _weights(tmp_path / "single" / "pipeline")
     _assert_close(_weights(straight / "pipeline"), single, atol=5e-5, rtol=1e-4)
 
-    # the same command resumes from step 2 and ends on the uninterrupted run's weights
+    # resumed from step 2 (FSDP asked for by the config), it ends on the uninterrupted run's weights
     shutil.copytree(step2, resumed / "checkpoints" / step2.name)
-    output = _fsdp_launch(resumed)
+    output = _fsdp_launch(resumed, by_config=True)
     assert f"resumed from {resumed / 'checkpoints' / step2.name} at step 2" in output
     _assert_close(_weights(resumed / "pipeline"), _weights(straight / "pipeline"), atol=1e-6, rtol=0)
 

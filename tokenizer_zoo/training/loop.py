@@ -309,7 +309,9 @@ class Trainer:
     an output with ``.loss`` and ``.logs``. A loader of a streamed dataset (an endless ``IterableDataset``
     with ``state_dict``, already split between processes) is not prepared: its position is checkpointed
     per process. :mod:`tokenizer_zoo.training.preemption` and :mod:`tokenizer_zoo.training.bad_images`
-    say what happens on a stop signal and with unreadable images.
+    say what happens on a stop signal and with unreadable images. Under FSDP (``--use_fsdp`` or
+    ``cfg.fsdp``) the model is sharded first (:mod:`tokenizer_zoo.training.fsdp`); evaluations and the
+    output pipeline then use :meth:`ema_model` / :meth:`gathered`, which every process must call.
     """
 
     def __init__(self, cfg: RecipeConfig, accelerator: Accelerator, model: torch.nn.Module, optimizer, loader,
