@@ -55,19 +55,23 @@ class ForcedWeightNorm:
         self.initial_norms = {name: self._norm(w).detach().clone() for name, w in self.weights.items()}
 
     def _norm(self, weight: torch.Tensor) -> torch.Tensor:
-        """The norm of ``weight``; of a weight sharded by rows (FSDP's DTensor), summed over its shards."""
-        if not isinstance(weight, DTensor):
-            weight = weight.detach().float()
-            return weight.norm(dim=1, keepdim=True) if self.per_row else weight.norm()
-        squares = weight.to_local().detach().float().square().sum()
-        dist.all_reduce(squares, group=weight.device_mesh.get_group())
-        return squares.sqrt()
+        weight = weight.detach().float()
+        return weight.norm(dim=1, keepdim=True) if self.per_row else weight.norm()
+
+    def _current_norms(self) -> list[torch.Tensor]:
+        """The weights' norms now; weights sharded by FSDP (DTensors; the whole-matrix norm only) sum the
+        squares of their shards, all in one all-reduce."""
+        weights = list(self.weights.values())
+        if not isinstance(weights[0], DTensor):
+            return [self._norm(weight) for weight in weights]
+        squares = torch.stack([weight.to_local().detach().float().square().sum() for weight in weights])
+        dist.all_reduce(squares, group=weights[0].device_mesh.get_group())
+        return list(squares.sqrt())
 
     @torch.no_grad()
     def __call__(self) -> None:
-        for name, weight in self.weights.items():
+        for (name, weight), current in zip(self.weights.items(), self._current_norms()):
             target = self.initial_norms[name].to(weight.device)
-            current = self._norm(weight)
             factor = torch.where(current > 0, target / current.clamp_min(1e-30), torch.ones_like(current))
             (weight.to_local() if isinstance(weight, DTensor) else weight).mul_(factor.to(weight.dtype))
 
