@@ -28,8 +28,8 @@ from tokenizer_zoo.layers.mmdit import MMDiTBlock  # noqa: E402
 from tokenizer_zoo.layers.weight_norm import ForcedWeightNorm  # noqa: E402
 from tokenizer_zoo.losses import PERCEPTUAL, FlowMatchingLoss  # noqa: E402
 from tokenizer_zoo.presets import build_tokenizer  # noqa: E402
-from tokenizer_zoo.training.loop import (RecipeConfig, Trainer, build_accelerator, ema_weights,  # noqa: E402
-                                         heldout_metrics, load_recipe_data, save_recipe_pipeline)
+from tokenizer_zoo.training.loop import (RecipeConfig, Trainer, build_accelerator, heldout_metrics,  # noqa: E402
+                                         load_recipe_data, save_recipe_pipeline)
 from tokenizer_zoo.training.phases import PhaseClock  # noqa: E402
 from tokenizer_zoo.training.regression import RegressionModel  # noqa: E402
 from tokenizer_zoo.training.stage1a import Stage1AModel, draw_flow_noise  # noqa: E402
@@ -92,10 +92,11 @@ def heldout_report(trainer: Trainer, images: torch.Tensor, cfg: Stage1AConfig, m
         return False
 
     def report(step: int) -> None:
-        if trainer.accelerator.is_main_process:
+        with trainer.ema_model() as model:  # every process: under FSDP the weights are gathered
+            if not trainer.accelerator.is_main_process:
+                return
             grid = trainer.out / "grids" / f"step_{step:08d}.png"
-            with ema_weights(trainer.ema, trainer.trainable):
-                metrics = heldout_metrics(trainer.unwrapped, images, grid, cfg.eval_steps, cfg.seed)
+            metrics = heldout_metrics(model, images, grid, cfg.eval_steps, cfg.seed)
             trainer.accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
             measured[f"heldout_psnr_db (EMA, {len(images)} images, {cfg.eval_steps} steps)"] = round(metrics["psnr"], 3)
             gain = ""
@@ -174,7 +175,7 @@ def main(argv: list[str] | None = None) -> torch.nn.Module:
     info = {"preset": cfg.preset, "preset_overrides": cfg.preset_overrides, "dataset": cfg.dataset,
             "steps": run.step, "recipe": "flowmo_1a" if isinstance(model, Stage1AModel) else "train_tokenizer",
             "metrics": measured, "train_images_per_second": run.samples_per_second}
-    save_recipe_pipeline(accelerator, trainer.model, Path(cfg.output_dir), info, cfg)
+    save_recipe_pipeline(accelerator, trainer.gathered(), Path(cfg.output_dir), info, cfg)
     accelerator.end_training()
     clock.lap("saving")
     if accelerator.is_main_process:

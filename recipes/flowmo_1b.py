@@ -32,9 +32,8 @@ from tokenizer_zoo.errors import run_main  # noqa: E402
 from tokenizer_zoo.layers.weight_norm import ForcedWeightNorm  # noqa: E402
 from tokenizer_zoo.losses import PERCEPTUAL, FlowMatchingLoss  # noqa: E402
 from tokenizer_zoo.pipelines import FlowMoPipeline  # noqa: E402
-from tokenizer_zoo.training.loop import (RecipeConfig, Trainer, build_accelerator, ema_weights,  # noqa: E402
-                                         heldout_metrics, load_recipe_data, main_process_decides,
-                                         save_best_pipeline)
+from tokenizer_zoo.training.loop import (RecipeConfig, Trainer, build_accelerator, heldout_metrics,  # noqa: E402
+                                         ema_decision, load_recipe_data, save_best_pipeline)
 from tokenizer_zoo.training.stage1a import draw_flow_noise  # noqa: E402
 from tokenizer_zoo.training.stage1b import EarlyStopping, SampleLoss, Stage1BModel, draw_chain_noise  # noqa: E402
 
@@ -87,18 +86,17 @@ def early_stopping(trainer: Trainer, stopper: EarlyStopping, images: torch.Tenso
     """``evaluate(step)``: held-out metrics of the EMA weights; True when the run should stop (the same
     answer on every process)."""
 
-    def decide(step: int) -> bool:
+    def decide(step: int, model) -> bool:
         accelerator = trainer.accelerator
-        with ema_weights(trainer.ema, trainer.trainable):
-            metrics = heldout_metrics(trainer.unwrapped, images, trainer.out / "grids" / f"step_{step:08d}.png",
-                                      num_inference_steps=cfg.eval_steps, seed=cfg.seed, distances=distances)
-            best = stopper.update(metrics[cfg.stop_metric], trainer.trainable, step)
+        metrics = heldout_metrics(model, images, trainer.out / "grids" / f"step_{step:08d}.png",
+                                  num_inference_steps=cfg.eval_steps, seed=cfg.seed, distances=distances)
+        best = stopper.update(metrics[cfg.stop_metric], trainer.gathered_trainable, step)
         accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
         accelerator.print(f"[step {step}] held-out " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
                           + (" (best)" if best else f" (best {stopper.best:.4f} at step {stopper.best_step})"))
         return stopper.should_stop
 
-    return lambda step: main_process_decides(trainer.accelerator, lambda: decide(step))
+    return ema_decision(trainer, decide)
 
 
 def main(argv: list[str] | None = None) -> torch.nn.Module:

@@ -38,9 +38,8 @@ from tokenizer_zoo.metrics.psnr import psnr  # noqa: E402
 from tokenizer_zoo.pipelines.loading import load_pipeline  # noqa: E402
 from tokenizer_zoo.training.distill import (DistillModel, Trajectories, draw_steps, state_indices,  # noqa: E402
                                             student_decoder, student_scheduler, teacher_trajectories)
-from tokenizer_zoo.training.loop import (RecipeConfig, Trainer, build_accelerator, ema_weights,  # noqa: E402
-                                         load_recipe_data, main_process_decides, reconstruct,
-                                         save_best_pipeline)
+from tokenizer_zoo.training.loop import (RecipeConfig, Trainer, build_accelerator, ema_decision,  # noqa: E402
+                                         load_recipe_data, reconstruct, save_best_pipeline)
 from tokenizer_zoo.training.reporting import save_comparison_grid  # noqa: E402
 from tokenizer_zoo.training.stage1b import EarlyStopping  # noqa: E402
 
@@ -131,11 +130,10 @@ def teacher_match(trainer: Trainer, stopper: EarlyStopping, images: torch.Tensor
     """``evaluate(step)``: the EMA student's held-out samples in ``default_steps`` steps from the teacher's
     noise; PSNR against the teacher's 25-step samples (kept: the best) and against the images."""
 
-    def decide(step: int) -> bool:
-        with ema_weights(trainer.ema, trainer.trainable):
-            recon = reconstruct(trainer.unwrapped, images, cfg.default_steps, cfg.seed).float().cpu()
-            match = psnr(recon, reference).mean().item()
-            best = stopper.update(match, trainer.trainable, step)
+    def decide(step: int, model) -> bool:
+        recon = reconstruct(model, images, cfg.default_steps, cfg.seed).float().cpu()
+        match = psnr(recon, reference).mean().item()
+        best = stopper.update(match, trainer.gathered_trainable, step)
         truth = psnr(recon, images).mean().item()
         save_comparison_grid(reference, recon, trainer.out / "grids" / f"step_{step:08d}.png")
         trainer.accelerator.log({"eval/teacher_psnr": match, "eval/psnr": truth}, step=step)
@@ -143,7 +141,7 @@ def teacher_match(trainer: Trainer, stopper: EarlyStopping, images: torch.Tensor
                                   f"dB, PSNR {truth:.2f} dB" + (" (best)" if best else f" (best {stopper.best:.2f})"))
         return stopper.should_stop
 
-    return lambda step: main_process_decides(trainer.accelerator, lambda: decide(step))
+    return ema_decision(trainer, decide)
 
 
 def main(argv: list[str] | None = None) -> torch.nn.Module:

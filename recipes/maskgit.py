@@ -39,7 +39,7 @@ from tokenizer_zoo.metrics.generation import PixelClassifier, generation_metrics
 from tokenizer_zoo.metrics.inception import InceptionFeatureExtractor, InceptionWeightsMissingError  # noqa: E402
 from tokenizer_zoo.data.transforms import signed_to_unit, unit_to_signed  # noqa: E402
 from tokenizer_zoo.pipelines import TOKENIZER_PIPELINES, MaskGiTPipeline, load_pipeline  # noqa: E402
-from tokenizer_zoo.training.loop import RecipeConfig, Trainer, build_accelerator, config_yaml, ema_weights  # noqa: E402
+from tokenizer_zoo.training.loop import RecipeConfig, Trainer, build_accelerator, config_yaml  # noqa: E402
 from tokenizer_zoo.training.preemption import ignore_stop_signals  # noqa: E402
 from tokenizer_zoo.training.maskgit import MaskedTokenTraining, cached_tokens  # noqa: E402
 from tokenizer_zoo.training.reporting import save_image_grid  # noqa: E402
@@ -194,12 +194,13 @@ def sample_grids(trainer: Trainer, pipeline, cfg: MaskGiTConfig):
     """``evaluate(step)``: one row of samples per class with the EMA weights and a fixed seed (main process)."""
 
     def evaluate(step: int) -> bool:
-        if trainer.accelerator.is_main_process:
-            with ema_weights(trainer.ema, trainer.trainable):
-                labels = balanced_labels(cfg.grid_per_class * cfg.num_classes, cfg.num_classes).sort().values
-                images = sample(pipeline(), labels, cfg, cfg.seed, batch_size=len(labels))
-            path = save_image_grid(images, trainer.out / "grids" / f"step_{step:08d}.png", per_row=cfg.grid_per_class)
-            trainer.accelerator.print(f"[step {step}] samples: {path}")
+        with trainer.ema_model() as model:  # every process: under FSDP the weights are gathered
+            if not trainer.accelerator.is_main_process:
+                return False
+            labels = balanced_labels(cfg.grid_per_class * cfg.num_classes, cfg.num_classes).sort().values
+            images = sample(pipeline(model.maskgit), labels, cfg, cfg.seed, batch_size=len(labels))
+        path = save_image_grid(images, trainer.out / "grids" / f"step_{step:08d}.png", per_row=cfg.grid_per_class)
+        trainer.accelerator.print(f"[step {step}] samples: {path}")
         return False
 
     return evaluate
@@ -237,8 +238,8 @@ def main(argv: list[str] | None = None) -> MaskGiTPipeline:
     trainer = Trainer(cfg, accelerator, MaskedTokenTraining(maskgit), optimizer, loader, list(maskgit.parameters()),
                       checkpointed=(schedule,), name="maskgit")  # the schedule steps once per optimiser step
 
-    def pipeline() -> MaskGiTPipeline:
-        return MaskGiTPipeline(maskgit, tokenizer, cfg.num_inference_steps, cfg.guidance_scale, cfg.temperature,
+    def pipeline(network: torch.nn.Module) -> MaskGiTPipeline:
+        return MaskGiTPipeline(network, tokenizer, cfg.num_inference_steps, cfg.guidance_scale, cfg.temperature,
                                cfg.choice_temperature)
 
     def after_step(step: int) -> dict:
@@ -248,7 +249,8 @@ def main(argv: list[str] | None = None) -> MaskGiTPipeline:
     run = trainer.run(mask_inputs(cfg, accelerator), sample_grids(trainer, pipeline, cfg), cfg.grid_every,
                       after_step=after_step)
     trainer.ema.copy_to(trainer.trainable)  # the output: EMA weights, a loadable pipeline, metrics
-    pipe = pipeline()
+    trained = trainer.gathered()  # under FSDP: the main process's unsharded copy (None on the others)
+    pipe = pipeline(trained.maskgit if trained is not None else trainer.unwrapped.maskgit)
     pipe.maskgit.eval()
     pipe.info = {"recipe": "maskgit", "dataset": cfg.dataset, "steps": run.step, "tokenizer": cfg.tokenizer,
                  "tokenizer_preset": tokenizer.info.get("preset"), "train_sequences_per_second": run.samples_per_second}

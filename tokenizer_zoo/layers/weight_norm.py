@@ -18,7 +18,9 @@ correctly; Accelerate can ``register_for_checkpointing`` the object).
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.distributed.tensor import DTensor
 
 from tokenizer_zoo.layers.mmdit import MMDiTBlock
 
@@ -56,13 +58,22 @@ class ForcedWeightNorm:
         weight = weight.detach().float()
         return weight.norm(dim=1, keepdim=True) if self.per_row else weight.norm()
 
+    def _current_norms(self) -> list[torch.Tensor]:
+        """The weights' norms now; weights sharded by FSDP (DTensors; the whole-matrix norm only) sum the
+        squares of their shards, all in one all-reduce."""
+        weights = list(self.weights.values())
+        if not isinstance(weights[0], DTensor):
+            return [self._norm(weight) for weight in weights]
+        squares = torch.stack([weight.to_local().detach().float().square().sum() for weight in weights])
+        dist.all_reduce(squares, group=weights[0].device_mesh.get_group())
+        return list(squares.sqrt())
+
     @torch.no_grad()
     def __call__(self) -> None:
-        for name, weight in self.weights.items():
+        for (name, weight), current in zip(self.weights.items(), self._current_norms()):
             target = self.initial_norms[name].to(weight.device)
-            current = self._norm(weight)
             factor = torch.where(current > 0, target / current.clamp_min(1e-30), torch.ones_like(current))
-            weight.mul_(factor.to(weight.dtype))
+            (weight.to_local() if isinstance(weight, DTensor) else weight).mul_(factor.to(weight.dtype))
 
     def state_dict(self) -> dict:
         return {"per_row": self.per_row, "initial_norms": {k: v.cpu() for k, v in self.initial_norms.items()}}

@@ -10,6 +10,11 @@ A checkpoint folder ``output_dir/checkpoints/step_XXXXXXXX`` holds safetensors a
 * ``rng_state_P.{json,safetensors}``: the Python, numpy, torch and CUDA random states of process P,
   and where its part of a streamed dataset stood (``data``, :mod:`tokenizer_zoo.data.streaming`).
 
+In a sharded (FSDP) run the tensors of ``training_state`` are in the folder ``sharded`` instead,
+one safetensors file per process written through ``torch.distributed.checkpoint``
+(:mod:`tokenizer_zoo.training.sharded_state`), and ``training_state.json`` says so; such a checkpoint
+resumes with any number of processes, with or without FSDP.
+
 Accelerate's own ``save_state``/``load_state`` are not used: they pickle the registered objects and
 unpickle them with ``weights_only=False``. Resume reads only the files above; anything else in the
 folder (say a planted ``custom_checkpoint_0.pkl``) is never opened. Folders written by the earlier,
@@ -23,6 +28,7 @@ or inf are never checkpointed (training stops with :class:`TrainingDivergedError
 from __future__ import annotations
 
 import json
+import math
 import random
 import shutil
 from pathlib import Path
@@ -32,12 +38,15 @@ import numpy as np
 import torch
 from accelerate.utils import DistributedType
 
+from tokenizer_zoo.training.fsdp import is_sharded, local
 from tokenizer_zoo.training.safe_state import StateFileError, load_state, save_state
-from tokenizer_zoo.validation import check_finite_loss, check_finite_training_weights
+from tokenizer_zoo.training.sharded_state import load_sharded, load_tree, save_sharded, state_tree
+from tokenizer_zoo.validation import check_finite_loss, check_finite_training_weights, first_nonfinite
 
 STATE_FILE = "training_state.json"
 STATE_STEM = "training_state"
 RNG_STEM = "rng_state_{}"
+SHARDED_DIR = "sharded"
 PREFIX = "step_"
 _STATE_KINDS = ("models", "optimizers", "schedulers", "objects")
 
@@ -68,10 +77,10 @@ def check_training_logs(accelerator, values: dict[str, float], step: int) -> Non
 
 def _registered(accelerator) -> dict[str, list]:
     """What Accelerate would checkpoint: prepared models, optimisers, schedulers and registered objects."""
-    if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM):
-        raise CheckpointError(f"the recipes' safe checkpoints support one process and DDP, not "
-                              f"{accelerator.distributed_type}: launch without --use_fsdp / --use_deepspeed "
-                              "(accelerate launch --multi_gpu)")
+    if accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM):
+        raise CheckpointError(f"the recipes' safe checkpoints support one process, DDP and FSDP, not "
+                              f"{accelerator.distributed_type}: launch without --use_deepspeed "
+                              "(accelerate launch --multi_gpu or --use_fsdp)")
     # the lists Accelerate's own save_state reads; Accelerate has no public accessor for them
     return {"models": [accelerator.unwrap_model(m) for m in accelerator._models], "optimizers": accelerator._optimizers,
             "schedulers": accelerator._schedulers, "objects": accelerator._custom_objects}
@@ -104,8 +113,8 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, keep: int = 
     Raises :class:`TrainingDivergedError` (on every process alike) instead of saving weights that hold NaN or inf.
     """
     registered = _registered(accelerator)
-    check_finite_training_weights(((name, tensor) for model in registered["models"]
-                                   for name, tensor in model.state_dict().items()), step, last_checkpoint(output_dir))
+    sharded = any(is_sharded(model) for model in registered["models"])
+    _check_weights(accelerator, registered["models"], step, last_checkpoint(output_dir), sharded)
     root = Path(output_dir) / "checkpoints"
     final = root / f"{PREFIX}{step:08d}"
     partial = root / f".partial_{PREFIX}{step:08d}"
@@ -115,8 +124,10 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, keep: int = 
     accelerator.wait_for_everyone()
     process_state = _rng_state() if data_state is None else {**_rng_state(), "data": data_state}
     save_state(partial / RNG_STEM.format(accelerator.process_index), process_state)
+    tensors = save_sharded(partial / SHARDED_DIR, state_tree(registered)) if sharded else None
     if accelerator.is_main_process:
-        state = {kind: [item.state_dict() for item in items] for kind, items in registered.items()}
+        state = ({"sharded": tensors} if sharded else
+                 {kind: [item.state_dict() for item in items] for kind, items in registered.items()})
         state.update(step=step, accelerator_step=accelerator.step,
                      scaler=accelerator.scaler.state_dict() if accelerator.scaler is not None else None)
         save_state(partial / STATE_STEM, state)
@@ -128,6 +139,17 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, keep: int = 
             shutil.rmtree(old)
     accelerator.wait_for_everyone()
     return final
+
+
+def _check_weights(accelerator, models: list, step: int, last: Path | None, sharded: bool) -> None:
+    """:func:`check_finite_training_weights` of the models; sharded, each process checks its shards and
+    all of them stop when one finds NaN or inf."""
+    named = [(name, local(tensor)) for model in models for name, tensor in model.state_dict().items()]
+    if sharded:
+        bad = first_nonfinite(named)
+        found = accelerator.gather(torch.tensor([bad is not None], device=accelerator.device))
+        named = [(bad or "(a shard of another process)", torch.tensor(math.nan))] if bool(found.any()) else []
+    check_finite_training_weights(named, step, last)
 
 
 def _read(folder: Path) -> dict[str, Any]:
@@ -154,14 +176,21 @@ def resume(accelerator, output_dir: str | Path, restore_data: Callable[[dict], N
         return 0
     folder = found[-1]
     state, registered = _read(folder), _registered(accelerator)
-    counts = {kind: (len(state[kind]), len(registered[kind])) for kind in _STATE_KINDS}
+    saved = state.get("sharded", state)
+    counts = {kind: (len(saved[kind]), len(registered[kind])) for kind in _STATE_KINDS}
     if any(saved != here for saved, here in counts.values()):
         raise CheckpointError(f"{folder} holds {', '.join(f'{s} {k}' for k, (s, _) in counts.items())} but this run "
                               f"has {', '.join(f'{h} {k}' for k, (_, h) in counts.items())}: it was written by "
                               "another recipe or configuration; use a new output_dir")
-    for kind in _STATE_KINDS:
-        for item, item_state in zip(registered[kind], state[kind]):
-            item.load_state_dict(item_state)
+    if "sharded" not in state and any(is_sharded(model) for model in registered["models"]):
+        raise CheckpointError(f"{folder} was written without FSDP and does not resume under FSDP: resume it "
+                              "without --use_fsdp (fsdp=false), or use a new output_dir")
+    if "sharded" in state:
+        load_tree(registered, load_sharded(folder / SHARDED_DIR, saved, state_tree(registered)))
+    else:
+        for kind in _STATE_KINDS:
+            for item, item_state in zip(registered[kind], state[kind]):
+                item.load_state_dict(item_state)
     if accelerator.scaler is not None and state["scaler"] is not None:
         accelerator.scaler.load_state_dict(state["scaler"])
     accelerator.step = state["accelerator_step"]
@@ -177,7 +206,7 @@ def resume(accelerator, output_dir: str | Path, restore_data: Callable[[dict], N
     else:
         accelerator.print(f"{folder} has no random state for process {accelerator.process_index} "
                           "(written with fewer processes?): random draws will differ from an uninterrupted run")
-    known = {f"{stem}.{ext}" for stem in (STATE_STEM, rng.name) for ext in ("json", "safetensors")}
+    known = {SHARDED_DIR} | {f"{stem}.{ext}" for stem in (STATE_STEM, rng.name) for ext in ("json", "safetensors")}
     ignored = sorted(p.name for p in folder.iterdir() if p.name not in known and not p.name.startswith(RNG_STEM[:-2]))
     if ignored:
         accelerator.print(f"ignoring {', '.join(ignored)} in {folder}: checkpoints are read from safetensors and "

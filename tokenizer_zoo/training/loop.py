@@ -30,6 +30,7 @@ from tokenizer_zoo.metrics.code_use import code_use
 from tokenizer_zoo.metrics.psnr import psnr
 from tokenizer_zoo.training.bad_images import BadImageLog
 from tokenizer_zoo.training.checkpoints import check_training_logs, resume, save_checkpoint
+from tokenizer_zoo.training.fsdp import fsdp_requested, shard, without_accelerate_fsdp
 from tokenizer_zoo.training.preemption import StopSignals, TrainingPreempted, ignore_stop_signals
 from tokenizer_zoo.training.reporting import resolve_mixed_precision, save_comparison_grid
 
@@ -43,14 +44,15 @@ def build_accelerator(output_dir: Path, mixed_precision: str, gradient_accumulat
     was given, not its compiled wrapper, so the saved names have no ``_orig_mod.`` prefix and
     checkpoints move between compiled and eager runs (tests/training/test_compiled_training.py).
     """
-    accelerator = Accelerator(
-        cpu=not torch.cuda.is_available(),
-        mixed_precision=resolve_mixed_precision(mixed_precision),
-        gradient_accumulation_steps=gradient_accumulation_steps,
-        log_with="tensorboard",
-        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
-    )
+    with without_accelerate_fsdp():  # the Trainer shards the model itself (tokenizer_zoo.training.fsdp)
+        accelerator = Accelerator(
+            cpu=not torch.cuda.is_available(),
+            mixed_precision=resolve_mixed_precision(mixed_precision),
+            gradient_accumulation_steps=gradient_accumulation_steps,
+            log_with="tensorboard",
+            project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+        )
     set_seed(seed)
     if accelerator.device.type == "cpu" and accelerator.num_processes == 1:
         # `accelerate launch` without a GPU sets OMP_NUM_THREADS=1; one CPU process should use every core
@@ -90,6 +92,7 @@ class RecipeConfig:
     shuffle_buffer: int = 1000  # examples in the shuffle buffer of a streamed dataset
     strict: bool = False  # unreadable training images stop the run (default: skipped, counted and listed)
     max_bad_fraction: float = 0.01  # stop when more of the training images read than this are unreadable
+    fsdp: bool = False  # shard the model with FSDP2 (also set by `accelerate launch --use_fsdp`)
 
 
 @dataclass
@@ -156,7 +159,8 @@ def accumulated_step(accelerator: Accelerator, model, optimizer, *inputs):
     """One micro-step under gradient accumulation: forward, backward, and the optimiser step that
     Accelerate turns into a no-op until gradients sync. Returns the model's output (``.loss``, ``.logs``)."""
     with accelerator.accumulate(model):
-        output = model(*inputs)
+        with accelerator.autocast():  # a sharded model is not wrapped by accelerator.prepare
+            output = model(*inputs)
         accelerator.backward(output.loss)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -215,6 +219,17 @@ def main_process_decides(accelerator: Accelerator, decide: Callable[[], bool]) -
     return bool(broadcast(torch.tensor([answer], device=accelerator.device)).item())
 
 
+def ema_decision(trainer: "Trainer", decide: Callable[[int, torch.nn.Module], bool]) -> Callable[[int], bool]:
+    """``evaluate(step)`` of a run that early stopping may end: ``decide(step, model)`` on the main process
+    with the EMA weights (:meth:`Trainer.ema_model`, gathered under FSDP); its answer on every process."""
+
+    def evaluate(step: int) -> bool:
+        with trainer.ema_model() as model:
+            return main_process_decides(trainer.accelerator, lambda: decide(step, model))
+
+    return evaluate
+
+
 def reconstruct(model, images: torch.Tensor, num_inference_steps: int = 25, seed: int = 0, **decode_kwargs) -> torch.Tensor:
     """Held-out reconstructions of ``images`` (both [-1, 1], the training convention) through
     ``model.to_pipeline()`` (whose images are [0, 1]) with a fixed generator, in eval mode."""
@@ -262,11 +277,13 @@ def save_recipe_pipeline(accelerator: Accelerator, model, output_dir: Path, info
 
 
 def save_best_pipeline(trainer: "Trainer", stopper, info: dict) -> None:
-    """End a run kept by early stopping: the main process writes the best weights ``stopper`` kept as
-    ``output_dir/pipeline`` (with ``info``), the others take the EMA weights; then the trackers close."""
+    """End a run kept by early stopping (call on every process): the main process writes the best weights
+    ``stopper`` kept as ``output_dir/pipeline`` (with ``info``), the others take the EMA weights; then the
+    trackers close."""
+    model = trainer.gathered()
     if trainer.accelerator.is_main_process:
-        stopper.copy_best_to(trainer.trainable)
-        save_recipe_pipeline(trainer.accelerator, trainer.model, trainer.out, info, trainer.cfg)
+        stopper.copy_best_to(trainer.gathered_trainable)
+        save_recipe_pipeline(trainer.accelerator, model, trainer.out, info, trainer.cfg)
     else:
         trainer.ema.copy_to(trainer.trainable)
     trainer.accelerator.end_training()
@@ -292,7 +309,9 @@ class Trainer:
     an output with ``.loss`` and ``.logs``. A loader of a streamed dataset (an endless ``IterableDataset``
     with ``state_dict``, already split between processes) is not prepared: its position is checkpointed
     per process. :mod:`tokenizer_zoo.training.preemption` and :mod:`tokenizer_zoo.training.bad_images`
-    say what happens on a stop signal and with unreadable images.
+    say what happens on a stop signal and with unreadable images. Under FSDP (``--use_fsdp`` or
+    ``cfg.fsdp``) the model is sharded first (:mod:`tokenizer_zoo.training.fsdp`); evaluations and the
+    output pipeline then use :meth:`ema_model` / :meth:`gathered`, which every process must call.
     """
 
     def __init__(self, cfg: RecipeConfig, accelerator: Accelerator, model: torch.nn.Module, optimizer, loader,
@@ -300,12 +319,16 @@ class Trainer:
                  checkpointed: tuple = (), name: str = "train"):
         self.cfg, self.accelerator, self.name = cfg, accelerator, name
         self.out, self.trainable, self.weight_norm = Path(cfg.output_dir), trainable, weight_norm
-        self.ema = EMAModel(trainable, decay=cfg.ema_decay)
         self.stream = loader.dataset if isinstance(loader.dataset, torch.utils.data.IterableDataset) else None
-        if self.stream is None:
-            self.model, self.optimizer, self.loader = accelerator.prepare(model, optimizer, loader)
-        else:
-            (self.model, self.optimizer), self.loader = accelerator.prepare(model, optimizer), loader
+        self.sharding = shard(accelerator, model, optimizer, trainable, weight_norm) if fsdp_requested(cfg) else None
+        # a sharded model is not prepared (no DDP wrapper); a stream's loader is not either
+        models = () if self.sharding is not None else (model,)
+        prepared = accelerator.prepare(*models, optimizer, *(() if self.stream is not None else (loader,)))
+        prepared = list(prepared) if isinstance(prepared, tuple) else [prepared]
+        self.model = prepared.pop(0) if self.sharding is None else self.sharding.model
+        self.optimizer = prepared.pop(0)
+        self.loader = prepared.pop(0) if self.stream is None else loader
+        self.ema = EMAModel(trainable, decay=cfg.ema_decay)  # after sharding: the EMA of the sharded parameters
         accelerator.register_for_checkpointing(self.ema, *checkpointed)
         self.step = resume(accelerator, self.out, self.stream.load_state_dict if self.stream is not None else None)
         self.bad_images = BadImageLog(accelerator, self.out / "logs", cfg.max_bad_fraction, cfg.dataset)
@@ -315,6 +338,23 @@ class Trainer:
     @property
     def unwrapped(self) -> torch.nn.Module:
         return self.accelerator.unwrap_model(self.model)
+
+    def gathered(self) -> torch.nn.Module | None:
+        """Call on every process: the model as one unsharded module with the current weights, for the
+        main process's evaluation and the final pipeline (under FSDP: the main process's copy, None on
+        the others; else :attr:`unwrapped`)."""
+        return self.unwrapped if self.sharding is None else self.sharding.gathered()
+
+    @property
+    def gathered_trainable(self) -> list[torch.nn.Parameter] | None:
+        """The parameters of :meth:`gathered`'s model that ``trainable`` names."""
+        return self.trainable if self.sharding is None else self.sharding.copy_trainable
+
+    @contextlib.contextmanager
+    def ema_model(self):
+        """Call on every process: :meth:`gathered` with the EMA weights swapped in for the block."""
+        with ema_weights(self.ema, self.trainable):
+            yield self.gathered()
 
     def _due(self, every: int) -> bool:
         return self.step % every == 0 or self.step == self.cfg.max_steps

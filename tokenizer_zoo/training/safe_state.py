@@ -23,7 +23,8 @@ from safetensors.torch import load_file, save_file
 
 FORMAT = "tokenizer-zoo-state"
 FORMAT_VERSION = 1
-_TENSOR, _TUPLE, _ITEMS, _FLOAT = "__tensor__", "__tuple__", "__items__", "__float__"
+TENSOR_TAG = "__tensor__"
+_TENSOR, _TUPLE, _ITEMS, _FLOAT = TENSOR_TAG, "__tuple__", "__items__", "__float__"
 _TAGS = {_TENSOR, _TUPLE, _ITEMS, _FLOAT}
 
 
@@ -31,14 +32,15 @@ class StateFileError(ValueError):
     """A state file pair that is missing, damaged or not written by :func:`save_state`."""
 
 
-def split_tensors(tree: Any) -> tuple[Any, dict[str, torch.Tensor]]:
-    """``tree`` as JSON-compatible data with each tensor replaced by a key, and the tensors (CPU copies) by key."""
+def split_tensors(tree: Any, copy: bool = True) -> tuple[Any, dict[str, torch.Tensor]]:
+    """``tree`` as JSON-compatible data with each tensor replaced by a key, and the tensors by key: CPU
+    copies, or with ``copy=False`` the tensors themselves (detached)."""
     tensors: dict[str, torch.Tensor] = {}
 
     def encode(node: Any, path: str) -> Any:
         if isinstance(node, torch.Tensor):
             key = path if path not in tensors else f"{path}#{len(tensors)}"
-            tensors[key] = node.detach().to("cpu", copy=True).contiguous()  # copies share no storage
+            tensors[key] = node.detach().to("cpu", copy=True).contiguous() if copy else node.detach()  # copies share no storage
             return {_TENSOR: key}
         if isinstance(node, float) and not math.isfinite(node):
             return {_FLOAT: repr(node)}
