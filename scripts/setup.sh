@@ -6,7 +6,8 @@
 # Idempotent: does nothing when what is asked for is installed from the current project files (a full
 # install serves --core too; a full one after a --core one adds the rest). Installs with uv (a `uv` on
 # PATH, else uv from PyPI into .venv), given pip's settings by scripts/uv_pip.py; with pip if uv cannot
-# be had.
+# be had. Bytecode is compiled at install time, as pip does: without it every start-up of Python
+# compiles torch's modules again wherever PYTHONDONTWRITEBYTECODE is set (~10 CPU s a process).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in
@@ -37,7 +38,7 @@ if [ -z "$UV" ] && $PIP install "uv>=0.5"; then
     UV=$VENV/bin/uv
 fi
 if [ -n "$UV" ]; then
-    "$VENV/bin/python" scripts/uv_pip.py "$UV" install --quiet --python "$VENV/bin/python" "${PACKAGES[@]}"
+    "$VENV/bin/python" scripts/uv_pip.py "$UV" install --quiet --compile-bytecode --python "$VENV/bin/python" "${PACKAGES[@]}"
 else
     echo "setup.sh: uv could not be installed; installing with pip (slower)" >&2
     $PIP install "${PACKAGES[@]}"
