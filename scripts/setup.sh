@@ -37,7 +37,7 @@ UV=$(command -v uv || true)
 if [ -z "$UV" ] && $PIP install "uv>=0.5"; then
     UV=$VENV/bin/uv
 fi
-if [ -z "$UV" ] || ! "$VENV/bin/python" scripts/uv_pip.py "$UV" install --quiet --compile-bytecode \
+if [ -z "$UV" ] || ! "$VENV/bin/python" scripts/uv_pip.py "$UV" install --compile-bytecode \
         --python "$VENV/bin/python" "${PACKAGES[@]}"; then
     echo "setup.sh: uv could not be installed or failed; installing with pip (slower)" >&2
     $PIP install "${PACKAGES[@]}"
