@@ -6,8 +6,9 @@
 # Idempotent: does nothing when what is asked for is installed from the current project files (a full
 # install serves --core too; a full one after a --core one adds the rest). Installs with uv (a `uv` on
 # PATH, else uv from PyPI into .venv), given pip's settings by scripts/uv_pip.py; with pip if uv cannot
-# be had. Bytecode is compiled at install time, as pip does: without it every start-up of Python
-# compiles torch's modules again wherever PYTHONDONTWRITEBYTECODE is set (~10 CPU s a process).
+# be had. Where PYTHONDONTWRITEBYTECODE is set, uv compiles bytecode at install time, as pip does (~35 s
+# on 2 cores): Python could not cache it, and every start-up would compile torch again (~10 CPU s a
+# process). Elsewhere Python caches what it imports, on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in
@@ -37,7 +38,7 @@ UV=$(command -v uv || true)
 if [ -z "$UV" ] && $PIP install "uv>=0.5"; then
     UV=$VENV/bin/uv
 fi
-if [ -z "$UV" ] || ! "$VENV/bin/python" scripts/uv_pip.py "$UV" install --compile-bytecode \
+if [ -z "$UV" ] || ! "$VENV/bin/python" scripts/uv_pip.py "$UV" install ${PYTHONDONTWRITEBYTECODE:+--compile-bytecode} \
         --python "$VENV/bin/python" "${PACKAGES[@]}"; then
     echo "setup.sh: uv could not be installed or failed; installing with pip (slower)" >&2
     $PIP install "${PACKAGES[@]}"
