@@ -24,6 +24,7 @@ A MODEL is [NAME=]SOURCE[,config=FILE][,format=F][,weights=ema|raw].
           release that tokenizer_zoo.convert.load_release converts on the fly: a checkpoint file, a folder
           without model_index.json, or a release name such as flowmo_lo or llamagen_vq8 (a Hub id of a
           release, not a zoo pipeline, needs one of the options, e.g. ,format=F)
+          codec:NAME is a parameter-free reference codec: codec:thumbnail_tiny, codec:jpeg_tiny, codec:webp_tiny
   NAME    labels the model's row, plot point and grid row (default: the folder or file name)
   config, format, weights   go to load_release: the release's yaml or config.json, its format where it
           cannot be detected, its EMA or raw weights"""
