@@ -40,7 +40,7 @@ from tokenizer_zoo.evaluation.streaming import (ModelMetrics, batch_generator, b
                                                 gather_skipped, readable_subset, sampler_settings, unreadable)
 from tokenizer_zoo.metrics.code_use import code_use
 from tokenizer_zoo.pipelines import FlowMoPipeline
-from tokenizer_zoo.pipelines.codecs import CODEC_PREFIX, FileCodecPipeline, codec_pipeline
+from tokenizer_zoo.pipelines.codecs import CODEC_PREFIX, codec_pipeline
 from tokenizer_zoo.training.reporting import save_comparison_grid
 
 
@@ -108,7 +108,6 @@ def main(argv: list[str] | None = None) -> dict:
 
     start, grid, skipped, count = time.perf_counter(), None, [], 0
     code_scores = torch.zeros(3, dtype=torch.float64, device=accelerator.device)  # sums of two PSNRs, images
-    file_sums = torch.zeros(4, dtype=torch.float64, device=accelerator.device)  # bits, quality, images, pixels
     for index, batch in enumerate(tqdm(loader, desc="evaluate", disable=not accelerator.is_main_process)):
         skipped += batch["skipped"]
         images = batch["pixel_values"]
@@ -118,10 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
         encoded = pipe.encode(signed_to_unit(images))  # the dataset's [-1, 1] -> the pipeline's [0, 1], and back
         recon = unit_to_signed(pipe.decode(encoded, generator=batch_generator(args.seed, index, accelerator),
                                            output_type="pt", **sampler).images).to(images.dtype)
-        metrics.update(images, recon, encoded.indices)
-        if isinstance(pipe, FileCodecPipeline):
-            file_sums += torch.tensor([sum(encoded.file_bits), sum(encoded.qualities), len(images),
-                                       images[:, 0].numel()], dtype=torch.float64, device=file_sums.device)
+        metrics.update(images, recon, encoded)  # a file codec's bpp: what its files reached
         if grid is None:
             grid = (images[:16].cpu(), recon[:16].cpu())
         if isinstance(pipe, FlowMoPipeline):
@@ -133,9 +129,6 @@ def main(argv: list[str] | None = None) -> dict:
     if not sum(gather_object([count])):
         raise InvalidImageError(f"none of the {len(data)} images of {args.dataset} [{split}] could be read")
     values = metrics.compute()
-    if isinstance(pipe, FileCodecPipeline):  # what the files reached, against pipe.bits_per_pixel
-        bits, qualities, coded, pixels = accelerator.reduce(file_sums, "sum").tolist()
-        values.update(bpp=bits / pixels, mean_quality=qualities / coded)
     if isinstance(pipe, FlowMoPipeline):
         code_sum, null_sum, scored = accelerator.reduce(code_scores, "sum").tolist()
         values.update(x0_psnr_code=code_sum / scored, x0_psnr_null=null_sum / scored,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -135,3 +136,37 @@ def test_two_accelerate_processes_give_the_single_process_row(models, tmp_path):
     assert two["settings"]["processes"] == 2 and two["settings"]["num_images"] == one["settings"]["num_images"] == 5
     for name, value in one["models"][0]["metrics"].items():
         assert two["models"][0]["metrics"][name] == pytest.approx(value, rel=1e-5), name
+
+
+def _closest_jpeg(pixels: np.ndarray, target_bits: float) -> bytes:
+    """Brute force with Pillow: the JPEG (optimised tables) whose size is closest to the target, ties the higher quality."""
+    files = []
+    for quality in range(1, 101):
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="JPEG", quality=quality, optimize=True)
+        files.append(buffer.getvalue())
+    return min(reversed(files), key=lambda file: abs(8 * len(file) - target_bits))
+
+
+def test_file_codec_rows_report_the_bits_their_files_reached(capsys, tmp_path):
+    code, _, _ = _compare(capsys, "jpeg=codec:jpeg_tiny", "webp=codec:webp_tiny", "--num-images", "3",
+                          "--batch-size", "2", "--no-fid", "--lpips", "-o", tmp_path)
+    rows = {row["name"]: row for row in json.loads((tmp_path / "compare.json").read_text())["models"]}
+    assert code == 0 and all(row["error"] is None for row in rows.values())
+    data = load_image_dataset("embedded", "eval", 32, train=False)
+    originals = [np.round((data[i]["pixel_values"].permute(1, 2, 0).numpy() + 1) * 127.5).astype(np.uint8)
+                 for i in range(3)]
+    files = [_closest_jpeg(pixels, 16 * 18) for pixels in originals]
+    decoded = [np.asarray(Image.open(io.BytesIO(file)).convert("RGB")) for file in files]
+    jpeg = rows["jpeg"]
+    assert jpeg["metrics"]["bpp"] == pytest.approx(sum(8 * len(file) for file in files) / (3 * 32 * 32))
+    # the metrics compare the dataset's float images with the decoded files; skimage on the same pair
+    unit = [(data[i]["pixel_values"].permute(1, 2, 0).double().numpy() + 1) / 2 for i in range(3)]
+    scores = [peak_signal_noise_ratio(a, b / 255.0, data_range=1.0) for a, b in zip(unit, decoded)]
+    assert abs(jpeg["metrics"]["psnr"] - np.mean(scores)) < 0.01
+    # no decoder network: no NFE, no parameters, no token grid; the table says the BPP was reached
+    assert jpeg["nfe"] is None and jpeg["encoder_parameters"] == jpeg["decoder_parameters"] == 0
+    assert jpeg["tokens"] is None and jpeg["sampler"] == "file codec" and rows["webp"]["metrics"]["bpp"] > 0
+    table = (tmp_path / "compare.md").read_text()
+    line = next(line for line in table.splitlines() if line.startswith("| jpeg |"))
+    assert f"| {jpeg['metrics']['bpp']:.4f} reached | 0 / 0 |" in line and line.endswith("| – |")

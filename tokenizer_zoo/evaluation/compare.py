@@ -140,7 +140,7 @@ def compare(specs: list[ModelSpec], settings: CompareSettings, accelerator: Acce
     data = readable_subset(load_image_dataset(settings.dataset, split, resolution, train=False,
                                               image_column=settings.image_column), settings.num_images)
     for position, entry in enumerate(running):
-        entry.metrics = ModelMetrics.build(entry.model.pipe.quantizer, settings.lpips, settings.fid,
+        entry.metrics = ModelMetrics.build(getattr(entry.model.pipe, "quantizer", None), settings.lpips, settings.fid,
                                            accelerator.device, lpips_builder=_shared_lpips)
         entry.bar = tqdm(total=len(data), desc=entry.row.name, position=position, disable=not main, unit="img")
     skipped = []
@@ -157,7 +157,7 @@ def compare(specs: list[ModelSpec], settings: CompareSettings, accelerator: Acce
                 continue
             try:
                 recon = entry.model(images, batch_generator(settings.seed, index, accelerator), sampler)
-                entry.metrics.update(images, recon.images, recon.indices, real)
+                entry.metrics.update(images, recon.images, recon.encoded, real)
             except Exception as error:  # the model's row gets the reason; the others go on
                 entry.row.error = f"failed on batch {index}: {one_line(error)}"
                 continue
@@ -190,10 +190,10 @@ def _finish(running: list[_Entry], sampler: dict, accelerator: Accelerator) -> N
         entry.row.encode_images_per_second = sum(a[0] / a[1] for a in accounts if a[1] > 0)
         entry.row.decode_images_per_second = sum(a[0] / a[2] for a in accounts if a[2] > 0)
         images = sum(account[3] for account in accounts)
-        entry.row.nfe = sum(account[4] for account in accounts) / images if images else None
+        has_decoder = entry.model.decoder is not None  # a file codec has none: no NFE
+        entry.row.nfe = sum(account[4] for account in accounts) / images if images and has_decoder else None
         entry.row.tokens = entry.model.tokens
-        pipe = entry.model.pipe
-        entry.row.sampler = {**pipe.sampling_defaults, **sampler} if entry.model.is_diffusion else "one pass"
+        entry.row.sampler = entry.model.sampler or {**entry.model.pipe.sampling_defaults, **sampler}
         entry.row.metrics = entry.metrics.compute()
         entry.row.skipped_metrics = entry.metrics.skipped
 

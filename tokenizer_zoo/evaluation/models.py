@@ -17,12 +17,14 @@ from tokenizer_zoo.pipelines import MaskGiTPipeline, load_pipeline
 from tokenizer_zoo.pipelines.codecs import CODEC_PREFIX, codec_pipeline
 
 RELEASE_OPTIONS = ("config", "format", "weights")
+FILE_CODEC = "file codec"  # the sampler of a row whose model writes files (JPEG, WebP) instead of tokens
 MODEL_HELP = """\
 A MODEL is [NAME=]SOURCE[,config=FILE][,format=F][,weights=ema|raw].
   SOURCE  a zoo pipeline folder or Hub id (a MaskGiT pipeline stands for its tokenizer), or a published
           release that tokenizer_zoo.convert.load_release converts on the fly: a checkpoint file, a folder
           without model_index.json, or a release name such as flowmo_lo or llamagen_vq8 (a Hub id of a
           release, not a zoo pipeline, needs one of the options, e.g. ,format=F)
+          codec:NAME is a parameter-free reference codec: codec:thumbnail_tiny, codec:jpeg_tiny, codec:webp_tiny
   NAME    labels the model's row, plot point and grid row (default: the folder or file name)
   config, format, weights   go to load_release: the release's yaml or config.json, its format where it
           cannot be detected, its EMA or raw weights"""
@@ -80,9 +82,12 @@ def load_model(spec: ModelSpec):
 
 
 def parameter_counts(pipe) -> tuple[int, int]:
-    """Parameters of the encoder side (encoder and quantizer) and of the decoder."""
-    encoder = sum(p.numel() for module in (pipe.encoder, pipe.quantizer) for p in module.parameters())
-    return encoder, sum(p.numel() for p in pipe.decoder.parameters())
+    """Parameters of the encoder side (encoder and quantizer) and of the decoder; (0, 0) for a file codec."""
+    def count(*names: str) -> int:
+        return sum(p.numel() for name in names if (module := getattr(pipe, name, None)) is not None
+                   for p in module.parameters())
+
+    return count("encoder", "quantizer"), count("decoder")
 
 
 def resize_square(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -96,19 +101,22 @@ def resize_square(images: torch.Tensor, size: int) -> torch.Tensor:
 @dataclass
 class Reconstruction:
     images: torch.Tensor  # (B, 3, R, R) in [-1, 1] at the compared resolution
-    indices: torch.Tensor | None  # token ids, None for continuous codes
+    encoded: object  # what the pipeline's encode returned: token ids (None for continuous codes) or a codec's files
 
 
 class TimedModel:
     """A pipeline that reconstructs batches at the compared resolution and keeps its own account: per call
-    (images, encode seconds, decode seconds) in ``calls``, and decoder evaluations (NFE) counted by a hook."""
+    (images, encode seconds, decode seconds) in ``calls``, and decoder evaluations (NFE) counted by a hook.
+    A file codec (JPEG, WebP) has no decoder network: no NFE, and no tokens (its files are its code)."""
 
     def __init__(self, pipe):
         self.pipe = pipe
         self.calls: list[tuple[int, float, float]] = []
         self.decoder_rows = 0
         self.tokens = None  # tokens per image, seen at the first batch
-        pipe.decoder.register_forward_pre_hook(self._count, with_kwargs=True)
+        self.decoder = getattr(pipe, "decoder", None)
+        if self.decoder is not None:
+            self.decoder.register_forward_pre_hook(self._count, with_kwargs=True)
 
     @property
     def images(self) -> int:
@@ -136,22 +144,27 @@ class TimedModel:
     def __call__(self, images: torch.Tensor, generator: torch.Generator, sampler: dict) -> Reconstruction:
         """``images`` (B, 3, R, R) in [-1, 1]: encoded at the model's size, decoded, resized back to R."""
         encoded, encode_seconds = self._timed(lambda: self.pipe.encode(signed_to_unit(images)))
-        self.tokens = encoded.codes.shape[1]
+        self.tokens = encoded.codes.shape[1] if self.decoder is not None else None
         settings = sampler if self.is_diffusion else {}
         decoded, decode_seconds = self._timed(lambda: self.pipe.decode(encoded, generator=generator, output_type="pt",
                                                                        **settings).images)
         self.calls.append((len(images), encode_seconds, decode_seconds))
         recon = resize_square(unit_to_signed(decoded).to(images.dtype), images.shape[-1])
-        return Reconstruction(recon, encoded.indices)
+        return Reconstruction(recon, encoded)
 
     @property
     def is_diffusion(self) -> bool:
-        return bool(getattr(self.pipe.decoder, "is_generative", False))
+        return bool(getattr(self.decoder, "is_generative", False))
+
+    @property
+    def sampler(self) -> str | None:
+        """How it decodes, for a row: "one pass", "file codec", or None for a diffusion decoder's settings."""
+        return None if self.is_diffusion else "one pass" if self.decoder is not None else FILE_CODEC
 
     @property
     def bits_per_token(self) -> float | None:
-        """None for continuous codes."""
+        """None for continuous codes and for file codecs."""
         try:
             return float(self.pipe.quantizer.bits_per_token)
-        except TypeError:
+        except (TypeError, AttributeError):
             return None

@@ -11,6 +11,7 @@ from einops import rearrange
 from PIL import Image, ImageDraw, ImageFont
 
 from tokenizer_zoo.evaluation.compare import CompareResult, ModelRow
+from tokenizer_zoo.evaluation.models import FILE_CODEC
 
 FILES = ("compare.md", "compare.json", "rate_distortion.png", "grid.png")
 COLUMNS = ("model", "tokens x bits", "BPP", "params enc / dec (M)", "rFID", "PSNR", "SSIM", "LPIPS-VGG",
@@ -23,17 +24,20 @@ def _number(value, digits: int) -> str:
 
 def _cells(row: ModelRow) -> list[str]:
     metrics = row.metrics
-    if row.tokens is None:
+    bpp = _number(metrics.get("bpp"), 4)
+    if row.sampler == FILE_CODEC:  # its files are its code: the quality written and the size they reached
+        size, bpp = f"file, mean quality {metrics['mean_quality']:.0f}", f"{bpp} reached"
+    elif row.tokens is None:
         size = "–"
     elif row.bits_per_token is None:
         size = f"{row.tokens} x continuous"
     else:
         size = f"{row.tokens} x {row.bits_per_token:g}"
     params = f"{row.encoder_parameters / 1e6:.2f} / {row.decoder_parameters / 1e6:.2f}"
-    return [row.name, size, _number(metrics.get("bpp"), 4), params, _number(metrics.get("rfid"), 2),
-            _number(metrics.get("psnr"), 2), _number(metrics.get("ssim"), 3), _number(metrics.get("lpips_vgg"), 3),
-            _number(row.encode_images_per_second, 1), _number(row.decode_images_per_second, 1),
-            _number(row.nfe, 1) if row.sampler != "one pass" else "1"]
+    return [row.name, size, bpp, params if row.encoder_parameters or row.decoder_parameters else "0 / 0",
+            _number(metrics.get("rfid"), 2), _number(metrics.get("psnr"), 2), _number(metrics.get("ssim"), 3),
+            _number(metrics.get("lpips_vgg"), 3), _number(row.encode_images_per_second, 1),
+            _number(row.decode_images_per_second, 1), "1" if row.sampler == "one pass" else _number(row.nfe, 1)]
 
 
 def sorted_rows(result: CompareResult) -> list[ModelRow]:
@@ -53,7 +57,8 @@ def markdown(result: CompareResult) -> str:
              f"{sampler}, seed {s['seed']}. Parameters: encoder with quantizer / decoder. "
              f"Speeds: images/s on this machine ({s['processes']} process(es), batch {s['batch_size']}; a process's "
              "first batch warms up and is timed only when it is its only one). "
-             "NFE: decoder evaluations per image (a guided step counts two).", "",
+             "NFE: decoder evaluations per image (a guided step counts two). A file codec's BPP is what its files "
+             "reached, headers included.", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_cells(row)) + " |" for row in sorted_rows(result)]
     failed = [row for row in result.rows if row.error is not None]
@@ -103,7 +108,8 @@ def grid(result: CompareResult, path: Path, min_tile: int = 96) -> Path:
     """The same images: originals first, then each model's reconstructions, each row labelled (name, BPP)."""
     scale = max(1, math.ceil(min_tile / result.originals.shape[-1]))
     rows = [("original", "", result.originals)]
-    rows += [(row.name, f"{row.metrics['bpp']:.4f} BPP" if "bpp" in row.metrics else "continuous",
+    rows += [(row.name, f"{row.metrics['bpp']:.4f} BPP{' reached' * (row.sampler == FILE_CODEC)}"
+              if "bpp" in row.metrics else "continuous",
               result.reconstructions[row.name]) for row in sorted_rows(result) if row.name in result.reconstructions]
     strips = [_tiles(images, scale) for _, _, images in rows]
     font = ImageFont.load_default(size=14)

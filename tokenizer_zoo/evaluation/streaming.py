@@ -17,7 +17,8 @@ from accelerate.utils import DataLoaderConfiguration, gather_object
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from tokenizer_zoo.data import InvalidImageError
-from tokenizer_zoo.metrics import ReconstructionFID, ReconstructionMetrics, TokenStatistics, reconstruction_metrics
+from tokenizer_zoo.metrics import (FileRate, ReconstructionFID, ReconstructionMetrics, TokenStatistics,
+                                  reconstruction_metrics)
 from tokenizer_zoo.metrics.inception import InceptionFeatureExtractor, InceptionWeightsMissingError
 
 
@@ -104,14 +105,17 @@ def inception_extractor() -> InceptionFeatureExtractor:
 class ModelMetrics:
     """The metrics streamed for one model, and for each one left out the reason why.
 
-    ``update(originals, reconstructions, indices)``: images in [-1, 1] at the compared size; ``indices``
-    the tokens (None for continuous codes). ``real_features`` lets several models share one Inception
-    pass over the originals. ``compute()``: metric name -> float.
+    ``update(originals, reconstructions, encoded)``: images in [-1, 1] at the compared size; ``encoded``
+    what the pipeline's ``encode`` returned: its token ids (``indices``, None for continuous codes), or a
+    file codec's files, whose sizes are then the bit rate (``bpp`` reached and ``mean_quality``).
+    ``real_features`` lets several models share one Inception pass over the originals.
+    ``compute()``: metric name -> float.
     """
 
     pairwise: ReconstructionMetrics
     rfid: ReconstructionFID | None
     tokens: TokenStatistics | None
+    files: FileRate | None = None
     skipped: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -127,14 +131,16 @@ class ModelMetrics:
                 rfid = ReconstructionFID(inception_extractor()).to(device)
             except InceptionWeightsMissingError as error:
                 skipped["rfid"] = str(error)
+        files = None
         if quantizer is None:  # a file codec (JPEG, WebP): its files' sizes are its bit rate
-            tokens, skipped["tokens"] = None, "a file codec has no token ids; bpp is its files' size"
+            tokens, files = None, FileRate().to(device)
+            skipped["tokens"] = "a file codec has no token ids; bpp is its files' size"
         else:
             try:
                 tokens = TokenStatistics.for_quantizer(quantizer).to(device)
             except TypeError as error:  # continuous codes: no token ids, no bit rate
                 tokens, skipped["tokens"] = None, str(error)
-        return cls(pairwise.to(device), rfid, tokens, skipped)
+        return cls(pairwise.to(device), rfid, tokens, files, skipped)
 
     def real_features(self, originals: torch.Tensor):
         """Inception features of ``originals`` (None without rFID), to pass to several models' ``update``."""
@@ -143,18 +149,20 @@ class ModelMetrics:
         with torch.no_grad():
             return self.rfid.extractor(originals)
 
-    def update(self, originals: torch.Tensor, reconstructions: torch.Tensor, indices: torch.Tensor | None,
-               real_features=None) -> None:
+    def update(self, originals: torch.Tensor, reconstructions: torch.Tensor, encoded, real_features=None) -> None:
         self.pairwise.update(reconstructions, originals)
         if self.rfid is not None:
             self.rfid.update(originals if real_features is None else real_features, reconstructions)
-        if self.tokens is not None and indices is not None:
-            self.tokens.update(indices, image_size=originals.shape[-2:])
+        if self.tokens is not None and encoded.indices is not None:
+            self.tokens.update(encoded.indices, image_size=originals.shape[-2:])
+        if self.files is not None:
+            self.files.update(encoded.file_bits, encoded.qualities, image_size=originals.shape[-2:])
 
     def compute(self) -> dict[str, float]:
         values = self.pairwise.summary()
         if self.rfid is not None:
             values["rfid"] = float(self.rfid.compute().fid)
-        if self.tokens is not None:
-            values.update({name: float(value) for name, value in self.tokens.compute().items()})
+        for rate in (self.tokens, self.files):
+            if rate is not None:
+                values.update({name: float(value) for name, value in rate.compute().items()})
         return values

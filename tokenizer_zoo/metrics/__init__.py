@@ -8,6 +8,7 @@ float (B, C, H, W) in [-1, 1] unless ``value_range`` says otherwise.
 * :class:`SSIM` — scikit-image's Gaussian SSIM on [0, 1] images, per image, averaged.
 * :class:`LPIPS` — VGG or AlexNet LPIPS with real weights (:func:`build_lpips`), averaged.
 * :class:`TokenStatistics` — BPP, codebook usage, entropy and perplexity of token ids.
+* :class:`FileRate` — the BPP and mean quality a file codec's files reached.
 * :func:`reconstruction_metrics` — PSNR, SSIM and the LPIPS variants whose weights exist.
 * FID family (:mod:`tokenizer_zoo.metrics.fid`) on InceptionV3 features
   (:mod:`tokenizer_zoo.metrics.inception`): rFID, gFID, sFID, Inception Score, precision/recall.
@@ -29,10 +30,10 @@ from tokenizer_zoo.metrics.collection import ReconstructionMetrics, reconstructi
 from tokenizer_zoo.metrics.lpips import LPIPS
 from tokenizer_zoo.metrics.psnr import PSNR, psnr
 from tokenizer_zoo.metrics.ssim import SSIM, ssim
-from tokenizer_zoo.metrics.token_statistics import TokenStatistics
+from tokenizer_zoo.metrics.token_statistics import FileRate, TokenStatistics
 
 __all__ = [
-    "LPIPS", "PSNR", "SSIM", "FIDOutput", "FrechetInceptionDistance", "GenerationFID", "InceptionScore",
+    "LPIPS", "PSNR", "SSIM", "FIDOutput", "FileRate", "FrechetInceptionDistance", "GenerationFID", "InceptionScore",
     "InceptionScoreOutput", "PrecisionRecall", "PrecisionRecallOutput", "ReconstructionFID", "ReconstructionMetrics",
     "ReferenceStats", "TokenStatistics", "fid_from_stats", "psnr", "reconstruction_metrics", "ssim",
 ]

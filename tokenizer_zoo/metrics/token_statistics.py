@@ -98,3 +98,29 @@ class TokenStatistics(Metric):
             "entropy_bits": entropy,
             "perplexity": torch.exp2(entropy),
         }
+
+
+class FileRate(Metric):
+    """The bit rate a file codec (JPEG, WebP) reached: its files' sizes, headers included, over all images seen.
+
+    ``update(file_bits, qualities, image_size)``: the bits of each image's file, the quality each was written at,
+    and the images' ``(H, W)``. ``compute()``: ``bpp`` (all files' bits over all pixels) and ``mean_quality``.
+    """
+
+    is_differentiable = False
+    higher_is_better = None
+    full_state_update = False
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        for name in ("bits", "quality", "images", "pixels"):
+            self.add_state(name, torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, file_bits: list[int], qualities: list[int], image_size: tuple[int, int]) -> None:
+        self.bits += sum(file_bits)
+        self.quality += sum(qualities)
+        self.images += len(file_bits)
+        self.pixels += len(file_bits) * image_size[0] * image_size[1]
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        return {"bpp": self.bits / self.pixels, "mean_quality": self.quality / self.images}
