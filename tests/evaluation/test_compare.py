@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 
@@ -128,7 +129,9 @@ def test_two_accelerate_processes_give_the_single_process_row(models, tmp_path):
     argv = ["-m", "tokenizer_zoo.cli", "compare", str(models["cnn_fsq"]), "--num-images", "5", "--batch-size", "1",
             "--no-fid", "--lpips"]
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
-    done = subprocess.run([*launch, *argv, "-o", str(tmp_path / "two")], capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}  # one thread per process, as in CI's 2 cores
+    done = subprocess.run([*launch, *argv, "-o", str(tmp_path / "two")], env=env, capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     fresh_accelerate_state()
     assert main(argv[2:] + ["-o", str(tmp_path / "one")]) == 0
