@@ -111,8 +111,6 @@ def heldout_report(trainer: Trainer, images: torch.Tensor, cfg: Stage1AConfig, m
 
 def lr_factor(cfg: Stage1AConfig, step: int) -> float:
     """The learning rate of ``step`` (0-based: the step about to be taken) over ``cfg.lr``."""
-    if cfg.lr_schedule not in ("constant", "cosine"):
-        raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {cfg.lr_schedule!r}")
     if step < cfg.lr_warmup_steps:
         return (step + 1) / cfg.lr_warmup_steps
     if cfg.lr_schedule == "constant":
@@ -125,6 +123,8 @@ def after_steps(optimizer, cfg: Stage1AConfig, clock: PhaseClock, first_step: in
     """``after_step(step)`` of the loop: the learning rates of the next step (schedule; the encoder's is 0
     from ``encoder_freeze_step`` on); the first step of the run is timed apart (with a compiled model it
     holds the compile warm-up). The rates depend on the step only, so a resumed run follows the same ones."""
+    if cfg.lr_schedule not in ("constant", "cosine"):
+        raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {cfg.lr_schedule!r}")
     base = [cfg.lr * cfg.encoder_lr_scale, cfg.lr]
 
     def set_rates(step: int) -> dict:
@@ -140,8 +140,6 @@ def after_steps(optimizer, cfg: Stage1AConfig, clock: PhaseClock, first_step: in
         return set_rates(step)
 
     set_rates(first_step)
-    return after_step
-
     return after_step
 
 

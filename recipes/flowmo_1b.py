@@ -119,11 +119,9 @@ def main(argv: list[str] | None = None) -> torch.nn.Module:
                           f"evaluations; keeping the EMA weights of step {stopper.best_step}")
 
     # --- the output: the best EMA weights as a loadable pipeline -------------------------------
-    info = {**init.info, "init_from": cfg.init_from, "recipe": "flowmo_1b", "steps": run.step,
-            "best_step": stopper.best_step, "stopped_early": run.stopped,
-            "metrics": {f"heldout_{cfg.stop_metric} (best EMA, {len(data.eval_images)} images, "
-                        f"{cfg.eval_steps} steps)": round(stopper.best, 4)}}
-    save_best_pipeline(trainer, stopper, info)
+    metric = f"heldout_{cfg.stop_metric} (best EMA, {len(data.eval_images)} images, {cfg.eval_steps} steps)"
+    info = {**init.info, "init_from": cfg.init_from, "stopped_early": run.stopped}
+    save_best_pipeline(trainer, stopper, info, run, "flowmo_1b", metric, digits=4)
     return trainer.unwrapped
 
 

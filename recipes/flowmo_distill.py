@@ -174,11 +174,10 @@ def main(argv: list[str] | None = None) -> torch.nn.Module:
     run = trainer.run(batch_inputs(accelerator, cfg), evaluate, cfg.eval_every, stopped=stopped)
 
     # --- the output: the best EMA weights as a few-step pipeline -------------------------------
-    info = {**teacher.info, "teacher": cfg.teacher, "recipe": "flowmo_distill", "steps": run.step,
-            "best_step": stopper.best_step, "trained_steps": sorted(cfg.trained_steps),
-            "metrics": {f"heldout_teacher_psnr_db (best EMA, {len(eval_images)} images, {cfg.default_steps} "
-                        f"steps vs the teacher's {teacher.scheduler.config.num_inference_steps})": round(stopper.best, 3)}}
-    save_best_pipeline(trainer, stopper, info)
+    metric = (f"heldout_teacher_psnr_db (best EMA, {len(eval_images)} images, {cfg.default_steps} steps vs the "
+              f"teacher's {teacher.scheduler.config.num_inference_steps})")
+    info = {**teacher.info, "teacher": cfg.teacher, "trained_steps": sorted(cfg.trained_steps)}
+    save_best_pipeline(trainer, stopper, info, run, "flowmo_distill", metric, digits=3)
     return trainer.unwrapped
 
 

@@ -276,10 +276,14 @@ def save_recipe_pipeline(accelerator: Accelerator, model, output_dir: Path, info
     accelerator.print(f"saved the pipeline to {output_dir / 'pipeline'}")
 
 
-def save_best_pipeline(trainer: "Trainer", stopper, info: dict) -> None:
+def save_best_pipeline(trainer: "Trainer", stopper, info: dict, run: "TrainingRun", recipe: str, metric: str,
+                       digits: int) -> None:
     """End a run kept by early stopping (call on every process): the main process writes the best weights
-    ``stopper`` kept as ``output_dir/pipeline`` (with ``info``), the others take the EMA weights; then the
-    trackers close."""
+    ``stopper`` kept as ``output_dir/pipeline``, the others take the EMA weights; then the trackers close.
+    The pipeline's ``info`` is ``info`` plus the recipe, the steps, the best step and the best value of
+    ``metric`` (rounded to ``digits``)."""
+    info = {**info, "recipe": recipe, "steps": run.step, "best_step": stopper.best_step,
+            "metrics": {metric: round(stopper.best, digits)}}
     model = trainer.gathered()
     if trainer.accelerator.is_main_process:
         stopper.copy_best_to(trainer.gathered_trainable)
