@@ -7,8 +7,9 @@ weights). "compiled" is the diffusers idiom ``pipe.decoder = torch.compile(pipe.
 the scheduler step is not compiled (one elementwise update per step). Decodes use guidance 1.5 inside
 the default interval, one batched call per guided step. Eager and compiled runs are interleaved (best of
 ``--repeats``); FLOPs are counted by torch's FlopCounterMode and compared with the float32 ``torch.mm``
-peak measured in the same run. ``--bf16`` adds the eager pipeline under bf16 autocast, on CPUs with native
-bf16 (avx512_bf16, amx_bf16); elsewhere its column says "not measured: no native bf16".
+peak measured in the same run. ``--bf16`` adds the eager and the compiled pipeline under bf16 autocast, each
+against its float32 twin, on CPUs with native bf16 (avx512_bf16, amx_bf16); elsewhere their cells say
+"not measured: no native bf16".
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs="+", default=[25, 8])
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--bf16", action="store_true", help="also time the eager pipeline under bf16 autocast")
+    parser.add_argument("--bf16", action="store_true", help="also time both pipelines under bf16 autocast")
     args = parser.parse_args()
     bf16 = args.bf16 and bool(native_bf16_flags())
     peak = matmul_peak()
@@ -58,7 +59,8 @@ def main() -> None:
     codes = eager.encode(torch.rand(args.batch, 3, size, size)).codes  # images in [0, 1]
     x, t = torch.randn(args.batch, 3, size, size), torch.full((args.batch,), 0.7)
 
-    variants = {"eager": (eager, False), "compiled": (compiled, False), **({"eager bf16": (eager, True)} if bf16 else {})}
+    variants = {"eager": (eager, False), "compiled": (compiled, False),
+                **({"eager bf16": (eager, True), "compiled bf16": (compiled, True)} if bf16 else {})}
 
     def autocast(fn, on: bool):
         def call():
@@ -79,19 +81,23 @@ def main() -> None:
         start = time.perf_counter()
         rows[1][1]["compiled"]()  # compiles the plain and the guided (doubled batch) graphs
         compile_seconds = time.perf_counter() - start
+        if "compiled bf16" in rows[1][1]:
+            rows[1][1]["compiled bf16"]()  # its own graphs, compiled before the timed rounds
         results = [(label, side_by_side(fns, args.repeats), flops) for label, fns, flops in rows]
 
     print(header(peak))
     print(f"{type(eager).__name__}, {size} px, batch {args.batch}; compiling took {compile_seconds:.0f} s")
-    extra = " | eager bf16 ms / image | bf16 / fp32 speed" if args.bf16 else ""
+    extra = (" | eager bf16 ms / image | eager bf16 / fp32 speed | compiled bf16 ms / image | compiled bf16 / fp32 speed"
+             if args.bf16 else "")
     print("| measure | eager ms / image | compiled ms / image | compiled / eager speed | eager % of peak | "
           f"compiled % of peak{extra} |")
-    print("|---" * (6 + 2 * args.bf16) + "|")
+    print("|---" * (6 + 4 * args.bf16) + "|")
     for label, times, flops in results:
         e, c = times["eager"], times["compiled"]
         row = (f"| {label} | {1e3 * e / args.batch:.2f} | {1e3 * c / args.batch:.2f} | {e / c:.2f}x | "
                f"{100 * flops / e / peak:.0f}% | {100 * flops / c / peak:.0f}%")
-        print(row + bf16_cells(args.bf16, e, times.get("eager bf16"), 1e3 / args.batch, 2) + " |")
+        print(row + bf16_cells(args.bf16, e, times.get("eager bf16"), 1e3 / args.batch, 2)
+              + bf16_cells(args.bf16, c, times.get("compiled bf16"), 1e3 / args.batch, 2) + " |")
 
 
 if __name__ == "__main__":

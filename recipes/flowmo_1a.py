@@ -30,6 +30,7 @@ from tokenizer_zoo.losses import PERCEPTUAL, FlowMatchingLoss  # noqa: E402
 from tokenizer_zoo.presets import build_tokenizer  # noqa: E402
 from tokenizer_zoo.training.loop import (RecipeConfig, Trainer, build_accelerator, heldout_metrics,  # noqa: E402
                                          load_recipe_data, save_recipe_pipeline)
+from tokenizer_zoo.training.optim import adam  # noqa: E402
 from tokenizer_zoo.training.phases import PhaseClock  # noqa: E402
 from tokenizer_zoo.training.regression import RegressionModel  # noqa: E402
 from tokenizer_zoo.training.stage1a import Stage1AModel, draw_flow_noise  # noqa: E402
@@ -151,10 +152,9 @@ def main(argv: list[str] | None = None) -> torch.nn.Module:
     # forced weight normalisation of the transformer blocks; CNN models have none
     weight_norm = ForcedWeightNorm(model) if any(isinstance(m, MMDiTBlock) for m in model.modules()) else None
     encoder_params = [*parts.encoder.parameters(), *parts.quantizer.parameters()]
-    optimizer = torch.optim.Adam(
-        [{"params": encoder_params, "name": "encoder", "lr": cfg.lr * cfg.encoder_lr_scale},
-         {"params": list(parts.decoder.parameters()), "name": "decoder"}],
-        lr=cfg.lr, betas=tuple(cfg.adam_betas), weight_decay=0.0)
+    optimizer = adam([{"params": encoder_params, "name": "encoder", "lr": cfg.lr * cfg.encoder_lr_scale},
+                      {"params": list(parts.decoder.parameters()), "name": "decoder"}],
+                     lr=cfg.lr, betas=cfg.adam_betas)
     data = load_recipe_data(cfg, parts.preset.image_size)
     trainable = [p for p in model.parameters() if p.requires_grad]
     trainer = Trainer(cfg, accelerator, model, optimizer, data.loader, trainable, weight_norm,

@@ -34,6 +34,7 @@ from tokenizer_zoo.losses import PERCEPTUAL, FlowMatchingLoss  # noqa: E402
 from tokenizer_zoo.pipelines import FlowMoPipeline  # noqa: E402
 from tokenizer_zoo.training.loop import (RecipeConfig, Trainer, build_accelerator, heldout_metrics,  # noqa: E402
                                          ema_decision, load_recipe_data, save_best_pipeline)
+from tokenizer_zoo.training.optim import adam  # noqa: E402
 from tokenizer_zoo.training.stage1a import draw_flow_noise  # noqa: E402
 from tokenizer_zoo.training.stage1b import EarlyStopping, SampleLoss, Stage1BModel, draw_chain_noise  # noqa: E402
 
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> torch.nn.Module:
     init = FlowMoPipeline.from_pretrained(cfg.init_from)  # encoder and quantizer frozen, the decoder trains
     model, distances = build_model(cfg, init)
     trainable = list(init.decoder.parameters())
-    optimizer = torch.optim.Adam(trainable, lr=cfg.lr, betas=tuple(cfg.adam_betas), weight_decay=0.0)
+    optimizer = adam(trainable, lr=cfg.lr, betas=cfg.adam_betas)
     weight_norm = ForcedWeightNorm(init.decoder)
     stopper = EarlyStopping(cfg.patience, higher_is_better=cfg.stop_metric == "psnr")
     data = load_recipe_data(cfg, init.image_size)

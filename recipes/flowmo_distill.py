@@ -40,6 +40,7 @@ from tokenizer_zoo.training.distill import (DistillModel, Trajectories, draw_ste
                                             student_decoder, student_scheduler, teacher_trajectories)
 from tokenizer_zoo.training.loop import (RecipeConfig, Trainer, build_accelerator, ema_decision,  # noqa: E402
                                          load_recipe_data, reconstruct, save_best_pipeline)
+from tokenizer_zoo.training.optim import adam  # noqa: E402
 from tokenizer_zoo.training.reporting import save_comparison_grid  # noqa: E402
 from tokenizer_zoo.training.stage1b import EarlyStopping  # noqa: E402
 
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> torch.nn.Module:
                          cfg.trajectory_weight, cfg.chain_weight, cfg.chain_target, perceptual, cfg.perceptual_weight,
                          cfg.checkpointing)
     trainable = list(decoder.parameters())
-    optimizer = torch.optim.Adam(trainable, lr=cfg.lr, betas=tuple(cfg.adam_betas), weight_decay=0.0)
+    optimizer = adam(trainable, lr=cfg.lr, betas=cfg.adam_betas)
     loader = DataLoader(TensorDataset(*made.tensors()), batch_size=cfg.batch_size, shuffle=True, drop_last=True)
     weight_norm = ForcedWeightNorm(decoder)
     stopper = EarlyStopping(cfg.patience, higher_is_better=True)

@@ -42,6 +42,7 @@ from tokenizer_zoo.pipelines import TOKENIZER_PIPELINES, MaskGiTPipeline, load_p
 from tokenizer_zoo.training.loop import RecipeConfig, Trainer, build_accelerator, config_yaml  # noqa: E402
 from tokenizer_zoo.training.preemption import ignore_stop_signals  # noqa: E402
 from tokenizer_zoo.training.maskgit import MaskedTokenTraining, cached_tokens  # noqa: E402
+from tokenizer_zoo.training.optim import adam  # noqa: E402
 from tokenizer_zoo.training.reporting import save_image_grid  # noqa: E402
 
 
@@ -229,8 +230,8 @@ def main(argv: list[str] | None = None) -> MaskGiTPipeline:
     maskgit = build_maskgit(cfg, tokens)
     accelerator.print(f"MaskGiT: {sum(p.numel() for p in maskgit.parameters()) / 1e6:.2f}M parameters, "
                       f"{len(tokens)} images of {maskgit.seq_len} sub-tokens (radices {maskgit.split.radices})")
-    optimizer = torch.optim.AdamW(maskgit.parameters(), lr=cfg.lr, betas=tuple(cfg.adam_betas),
-                                  weight_decay=cfg.weight_decay)
+    optimizer = adam(maskgit.parameters(), lr=cfg.lr, betas=cfg.adam_betas, weight_decay=cfg.weight_decay,
+                     decoupled=True)
     schedule = get_scheduler("cosine", optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.max_steps)
     loader = DataLoader(TensorDataset(maskgit.split.split(tokens.indices), labels), batch_size=cfg.batch_size,
                         shuffle=True, drop_last=True, num_workers=cfg.num_workers,
