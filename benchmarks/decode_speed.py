@@ -18,7 +18,7 @@ import argparse
 import time
 
 import torch
-from speed_common import bf16_cells, header, matmul_peak, native_bf16_flags, side_by_side
+from speed_common import bf16_autocast, bf16_cells, header, matmul_peak, native_bf16_flags, side_by_side
 from torch.utils.flop_counter import FlopCounterMode
 
 from tokenizer_zoo.pipelines import FlowMoPipeline
@@ -62,17 +62,11 @@ def main() -> None:
     variants = {"eager": (eager, False), "compiled": (compiled, False),
                 **({"eager bf16": (eager, True), "compiled bf16": (compiled, True)} if bf16 else {})}
 
-    def autocast(fn, on: bool):
-        def call():
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=on):
-                return fn()
-        return call
-
     rows = []  # (label, {variant: fn}, flops)
-    nfe = {name: autocast(lambda p=pipe: p.decoder(codes, x, t), on) for name, (pipe, on) in variants.items()}
+    nfe = {name: bf16_autocast(lambda p=pipe: p.decoder(codes, x, t), on) for name, (pipe, on) in variants.items()}
     rows.append((f"one decoder call (NFE), batch {args.batch}", nfe, flops_of(nfe["eager"])))
     for steps in args.steps:
-        decode = {name: autocast(lambda p=pipe, n=steps: p.decode(codes, num_inference_steps=n, output_type="pt",
+        decode = {name: bf16_autocast(lambda p=pipe, n=steps: p.decode(codes, num_inference_steps=n, output_type="pt",
                                                                     generator=torch.Generator().manual_seed(0)), on)
                   for name, (pipe, on) in variants.items()}
         rows.append((f"{steps}-step decode, guidance 1.5", decode, flops_of(decode["eager"])))

@@ -41,7 +41,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
-from speed_common import bf16_cells, header, matmul_peak, native_bf16_flags, side_by_side
+from speed_common import bf16_autocast, bf16_cells, header, matmul_peak, native_bf16_flags, side_by_side
 from torch.utils.flop_counter import FlopCounterMode
 from train_throughput import TrainStep
 
@@ -149,14 +149,6 @@ def flops_of(fn) -> int:
     return counter.get_total_flops()
 
 
-def bf16(fn):
-    """``fn`` under CPU bf16 autocast (Accelerate's ``mixed_precision=bf16``)."""
-    def call():
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            return fn()
-    return call
-
-
 def measure(setting: Setting, models, mup, repeats: int, with_bf16: bool = False) -> list[dict]:
     torch.manual_seed(0)
     tree = setting.release_config()
@@ -190,7 +182,7 @@ def measure(setting: Setting, models, mup, repeats: int, with_bf16: bool = False
     results = []
     with torch.no_grad():
         for label, fns in rows:
-            results.append(timed(label, {**fns, **({"ours bf16": bf16(fns["ours"])} if with_bf16 else {})}, repeats,
+            results.append(timed(label, {**fns, **({"ours bf16": bf16_autocast(fns["ours"])} if with_bf16 else {})}, repeats,
                                  dict(fns)))
     config = namespace(tree)
     release.train()

@@ -50,6 +50,14 @@ def cpu_bf16_line() -> str:
             f"SLOWER than fp32 on this CPU")
 
 
+def bf16_autocast(fn: Callable[[], object], on: bool = True) -> Callable[[], object]:
+    """``fn`` under CPU bf16 autocast (Accelerate's ``mixed_precision=bf16``) when ``on``, else as it is."""
+    def call():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=on):
+            return fn()
+    return call
+
+
 def best_time(fn: Callable[[], object], repeats: int) -> float:
     """Shortest of ``repeats`` timed calls, in seconds."""
     best = float("inf")
